@@ -1,0 +1,47 @@
+package dock
+
+import "time"
+
+// EventSchema is the version of the CustodyEvent payload published to MQTT.
+const EventSchema = "dockd.custody-event/1"
+
+// CustodyEvent is the record of one scan at a door: who/what/where/when/why.
+// It is what the buffer stores (as JSON) and what the uplink publishes,
+// byte for byte. Once appended its ID and Seq never change, so central can
+// drop duplicates from at-least-once delivery.
+type CustodyEvent struct {
+	Schema    string    `json:"schema"`
+	ID        string    `json:"id"`  // random 128-bit id, UUID form
+	Seq       uint64    `json:"seq"` // per-station, strictly increasing, assigned by the buffer
+	Site      string    `json:"site"`
+	Station   string    `json:"station"`
+	Door      string    `json:"door"`
+	Direction Direction `json:"direction"`
+	Time      time.Time `json:"time"`
+	// ClockSynced is false when wall time was not known to be synchronised
+	// (a Pi without RTC before NTP); ordering then relies on Seq only.
+	ClockSynced bool   `json:"clock_synced"`
+	Reader      string `json:"reader"`
+	Raw         string `json:"raw"` // the frame as read, control bytes escaped by JSON
+
+	Symbology string    `json:"symbology,omitempty"`
+	Form      string    `json:"form,omitempty"`
+	AIs       []AIValue `json:"ais,omitempty"`
+	GTIN      string    `json:"gtin,omitempty"`
+	Lot       string    `json:"lot,omitempty"`
+	Serial    string    `json:"serial,omitempty"`
+	SSCC      string    `json:"sscc,omitempty"`
+	Expiry    string    `json:"expiry,omitempty"` // YYYY-MM-DD
+	EPC       string    `json:"epc,omitempty"`    // pure-identity URI for tags
+	Tag       *TagRead  `json:"tag,omitempty"`
+
+	Decision
+	ErrorKind        string `json:"error_kind,omitempty"` // decode error kind for bad_scan
+	AllowlistVersion string `json:"allowlist_version,omitempty"`
+}
+
+// AIValue is one GS1 Application Identifier and its value, in scan order.
+type AIValue struct {
+	AI    string `json:"ai"`
+	Value string `json:"value"`
+}
