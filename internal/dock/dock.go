@@ -86,7 +86,6 @@ const (
 	ReasonAlreadyShipped    Reason = "already_shipped"
 	ReasonNotExpected       Reason = "not_expected"
 	ReasonOverQuantity      Reason = "over_quantity"
-	ReasonNoIdentity        Reason = "no_identity" // decoded, but carries nothing the list can check (no GTIN/SSCC)
 	ReasonBufferFull        Reason = "buffer_full"
 	ReasonStorageFault      Reason = "storage_fault"
 )

@@ -1,0 +1,496 @@
+// Package config holds the station's configuration: its schema, defaults,
+// parsing with file:line errors, and validation. It does no I/O: callers
+// read the file and hand Parse its bytes and name, so the same code checks
+// a file on disk, an embedded default and a config pushed by central.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/dockd/dockd/internal/dock"
+)
+
+// Config is the whole station configuration. The YAML keys are the
+// snake_case names in the struct tags; firmware-config/dockd.yaml documents
+// every key.
+type Config struct {
+	Station  Station  `yaml:"station"`
+	StateDir string   `yaml:"state_dir"`
+	Readers  []Reader `yaml:"readers"`
+	Light    Light    `yaml:"light"`
+	MQTT     MQTT     `yaml:"mqtt"`
+	Buffer   Buffer   `yaml:"buffer"`
+	Decode   Decode   `yaml:"decode"`
+	Policy   Policy   `yaml:"policy"`
+	Log      Log      `yaml:"log"`
+}
+
+// Station names the door this box serves.
+type Station struct {
+	Site      string         `yaml:"site"`
+	Door      string         `yaml:"door"`
+	ID        string         `yaml:"id"` // defaults to SITE-DOOR
+	Direction dock.Direction `yaml:"direction"`
+}
+
+// Reader is one barcode scanner or RFID reader.
+type Reader struct {
+	ID string `yaml:"id"`
+	// Type is "serial" (a scanner on a serial port) or "stdin" (the demo's
+	// virtual reader: lines typed into the terminal).
+	Type     string        `yaml:"type"`
+	Port     string        `yaml:"port"`
+	Baud     int           `yaml:"baud"`
+	DataBits int           `yaml:"data_bits"`
+	Parity   string        `yaml:"parity"`
+	StopBits string        `yaml:"stop_bits"`
+	Suffix   string        `yaml:"suffix"`
+	Prefix   string        `yaml:"prefix"`
+	MaxFrame int           `yaml:"max_frame"`
+	Backoff  time.Duration `yaml:"max_backoff"`
+}
+
+// Light is the stack light and buzzer.
+type Light struct {
+	// Driver is "gpio" (periph.io pins on this board) or "virtual" (lamp
+	// changes are logged; for hosts without GPIO).
+	Driver       string        `yaml:"driver"`
+	ActiveLow    bool          `yaml:"active_low"`
+	Pins         Pins          `yaml:"pins"`
+	DecisionHold time.Duration `yaml:"decision_hold"`
+}
+
+// Pins names the GPIO lines by periph.io name (e.g. GPIO17).
+type Pins struct {
+	Green  string `yaml:"green"`
+	Amber  string `yaml:"amber"`
+	Red    string `yaml:"red"`
+	Buzzer string `yaml:"buzzer"`
+}
+
+// MQTT is the uplink to central.
+type MQTT struct {
+	// Broker is tcp://host:port, ssl://host:port, or empty for no uplink
+	// (events are still kept in the buffer).
+	Broker       string        `yaml:"broker"`
+	ClientID     string        `yaml:"client_id"`
+	Username     string        `yaml:"username"`
+	PasswordFile string        `yaml:"password_file"`
+	TopicPrefix  string        `yaml:"topic_prefix"`
+	InFlight     int           `yaml:"in_flight"`
+	KeepAlive    time.Duration `yaml:"keep_alive"`
+	AckTimeout   time.Duration `yaml:"ack_timeout"`
+}
+
+// Buffer is the durable store-and-forward queue.
+type Buffer struct {
+	MaxBytes      ByteSize      `yaml:"max_bytes"`
+	MaxAge        time.Duration `yaml:"max_age"`
+	AlarmFraction float64       `yaml:"alarm_fraction"`
+}
+
+// Decode tunes the scan decoder.
+type Decode struct {
+	// NoAIM says how a scan without an AIM symbology identifier is read:
+	// "gs1" (element string when it parses as one, else plain) or "plain".
+	NoAIM string `yaml:"no_aim"`
+	// PlainPatterns are regular expressions with named groups gtin, lot,
+	// serial for legacy labels that are not GS1.
+	PlainPatterns []string `yaml:"plain_patterns"`
+}
+
+// Policy says which reasons only warn instead of reject.
+type Policy struct {
+	// Warn lists reason codes that light amber and accept instead of reject.
+	Warn []dock.Reason `yaml:"warn"`
+}
+
+// Log configures log/slog output.
+type Log struct {
+	Level  string `yaml:"level"`  // debug|info|warn|error
+	Format string `yaml:"format"` // auto|text|json (auto: text on a terminal, JSON otherwise)
+}
+
+// ByteSize is a size in bytes that YAML may give as a number or with a
+// unit: 512KiB, 256MiB, 1GiB, 10MB.
+type ByteSize int64
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
+// ParseByteSize reads "1048576", "512KiB", "256MiB", "1GiB", "10MB", "1kB".
+func ParseByteSize(s string) (ByteSize, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"kB", 1e3}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			mult = u.mult
+			s = strings.TrimSpace(strings.TrimSuffix(s, u.suffix))
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("bad size %q: want a whole number of bytes, optionally with KiB, MiB, GiB, kB, MB or GB", s)
+	}
+	return ByteSize(n * mult), nil
+}
+
+// Error is a configuration error with its place in the file.
+type Error struct {
+	File string
+	Line int    // 0 when the line is not known
+	Key  string // dotted path, e.g. readers[0].baud
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	where := e.File
+	if e.Line > 0 {
+		where = fmt.Sprintf("%s:%d", e.File, e.Line)
+	}
+	if e.Key != "" {
+		return fmt.Sprintf("%s: %s: %s", where, e.Key, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", where, e.Msg)
+}
+
+// Errors is every problem found in one file, in file order.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// Defaults returns the configuration every key falls back to.
+func Defaults() Config {
+	return Config{
+		Station:  Station{Direction: dock.Receiving},
+		StateDir: "/var/lib/dockd",
+		Light:    Light{Driver: "virtual", DecisionHold: 2 * time.Second},
+		MQTT: MQTT{
+			TopicPrefix: "dockd/v1",
+			InFlight:    32,
+			KeepAlive:   15 * time.Second,
+			AckTimeout:  10 * time.Second,
+		},
+		Buffer: Buffer{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, AlarmFraction: 0.8},
+		Decode: Decode{NoAIM: "gs1"},
+		Log:    Log{Level: "info", Format: "auto"},
+	}
+}
+
+// readerDefaults fills what a reader entry left out.
+func readerDefaults(r *Reader) {
+	if r.Type == "" {
+		r.Type = "serial"
+	}
+	if r.Baud == 0 {
+		r.Baud = 9600
+	}
+	if r.DataBits == 0 {
+		r.DataBits = 8
+	}
+	if r.Parity == "" {
+		r.Parity = "none"
+	}
+	if r.StopBits == "" {
+		r.StopBits = "1"
+	}
+	if r.Suffix == "" {
+		r.Suffix = "CR"
+	}
+	if r.MaxFrame == 0 {
+		r.MaxFrame = 4096
+	}
+	if r.Backoff == 0 {
+		r.Backoff = time.Second
+	}
+}
+
+// Parse reads a YAML config over the defaults and validates it. file names
+// the source in errors. A non-nil error is an Errors listing every problem
+// with its line.
+func Parse(file string, data []byte) (Config, error) {
+	cfg := Defaults()
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return cfg, Errors{yamlError(file, err)}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // io.EOF: empty file, all defaults
+		return cfg, yamlErrors(file, err)
+	}
+	for i := range cfg.Readers {
+		readerDefaults(&cfg.Readers[i])
+	}
+	if cfg.Station.ID == "" && cfg.Station.Site != "" && cfg.Station.Door != "" {
+		cfg.Station.ID = cfg.Station.Site + "-" + cfg.Station.Door
+	}
+	if cfg.MQTT.ClientID == "" {
+		cfg.MQTT.ClientID = "dockd-" + cfg.Station.ID
+	}
+	if errs := cfg.validate(file, &root); len(errs) > 0 {
+		return cfg, errs
+	}
+	return cfg, nil
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
+
+func yamlError(file string, err error) *Error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return &Error{File: file, Line: n, Msg: m[2]}
+	}
+	return &Error{File: file, Msg: msg}
+}
+
+func yamlErrors(file string, err error) Errors {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		var out Errors
+		for _, e := range te.Errors {
+			out = append(out, yamlError(file, errors.New(e)))
+		}
+		return out
+	}
+	return Errors{yamlError(file, err)}
+}
+
+// TopicBase is the station's topic root: PREFIX/SITE/DOOR.
+func (c *Config) TopicBase() string {
+	return c.MQTT.TopicPrefix + "/" + c.Station.Site + "/" + c.Station.Door
+}
+
+var (
+	idPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	pinPattern = regexp.MustCompile(`^(GPIO[0-9]{1,3}|P[0-9]_[0-9]{1,2}|gpiochip[0-9]+/[0-9]{1,3})$`)
+	validBauds = map[int]bool{1200: true, 2400: true, 4800: true, 9600: true, 19200: true, 38400: true, 57600: true, 115200: true, 230400: true, 460800: true, 921600: true}
+)
+
+func (c *Config) validate(file string, root *yaml.Node) Errors {
+	var errs Errors
+	bad := func(msg string, path ...any) {
+		errs = append(errs, &Error{File: file, Line: lineOf(root, path...), Key: keyOf(path...), Msg: msg})
+	}
+	if c.Station.Site == "" {
+		bad("missing: every station needs a site id", "station", "site")
+	} else if !idPattern.MatchString(c.Station.Site) {
+		bad(fmt.Sprintf("%q: use letters, digits, '.', '_' or '-' (max 64), it becomes part of MQTT topics", c.Station.Site), "station", "site")
+	}
+	if c.Station.Door == "" {
+		bad("missing: every station needs a door id", "station", "door")
+	} else if !idPattern.MatchString(c.Station.Door) {
+		bad(fmt.Sprintf("%q: use letters, digits, '.', '_' or '-' (max 64), it becomes part of MQTT topics", c.Station.Door), "station", "door")
+	}
+	if !c.Station.Direction.Valid() {
+		bad(fmt.Sprintf("%q: want receiving or shipping", c.Station.Direction), "station", "direction")
+	}
+	if c.StateDir == "" {
+		bad("missing: a directory for the buffer and allowlist files", "state_dir")
+	}
+	if len(c.Readers) == 0 {
+		bad("no readers: configure at least one scanner", "readers")
+	}
+	seen := map[string]bool{}
+	for i, r := range c.Readers {
+		switch {
+		case r.ID == "":
+			bad("missing reader id", "readers", i, "id")
+		case !idPattern.MatchString(r.ID):
+			bad(fmt.Sprintf("%q: use letters, digits, '.', '_' or '-'", r.ID), "readers", i, "id")
+		case seen[r.ID]:
+			bad(fmt.Sprintf("%q used twice: reader ids must be unique", r.ID), "readers", i, "id")
+		}
+		seen[r.ID] = true
+		switch r.Type {
+		case "serial":
+			if r.Port == "" {
+				bad("missing port (e.g. /dev/serial/by-id/usb-…)", "readers", i, "port")
+			}
+		case "stdin":
+		default:
+			bad(fmt.Sprintf("%q: want serial or stdin", r.Type), "readers", i, "type")
+		}
+		if !validBauds[r.Baud] {
+			bad(fmt.Sprintf("%d is not a standard baud rate (1200 … 921600)", r.Baud), "readers", i, "baud")
+		}
+		if r.DataBits < 5 || r.DataBits > 8 {
+			bad(fmt.Sprintf("%d: want 5, 6, 7 or 8", r.DataBits), "readers", i, "data_bits")
+		}
+		switch r.Parity {
+		case "none", "even", "odd", "mark", "space":
+		default:
+			bad(fmt.Sprintf("%q: want none, even, odd, mark or space", r.Parity), "readers", i, "parity")
+		}
+		switch r.StopBits {
+		case "1", "1.5", "2":
+		default:
+			bad(fmt.Sprintf("%q: want 1, 1.5 or 2", r.StopBits), "readers", i, "stop_bits")
+		}
+		switch r.Suffix {
+		case "CR", "LF", "CRLF":
+		default:
+			bad(fmt.Sprintf("%q: want CR, LF or CRLF", r.Suffix), "readers", i, "suffix")
+		}
+		if r.MaxFrame < 64 || r.MaxFrame > 1<<20 {
+			bad(fmt.Sprintf("%d: want 64 … 1048576 bytes", r.MaxFrame), "readers", i, "max_frame")
+		}
+	}
+	switch c.Light.Driver {
+	case "virtual":
+	case "gpio":
+		for _, p := range []struct{ role, name string }{{"green", c.Light.Pins.Green}, {"amber", c.Light.Pins.Amber}, {"red", c.Light.Pins.Red}, {"buzzer", c.Light.Pins.Buzzer}} {
+			if p.name == "" {
+				if p.role == "green" || p.role == "red" {
+					bad("missing: the gpio driver needs at least green and red pins", "light", "pins", p.role)
+				}
+				continue
+			}
+			if !pinPattern.MatchString(p.name) {
+				bad(fmt.Sprintf("%q is not a pin name: use the periph.io name such as GPIO17 (BCM numbering) or P1_11 (header pin)", p.name), "light", "pins", p.role)
+			}
+		}
+	default:
+		bad(fmt.Sprintf("%q: want gpio or virtual", c.Light.Driver), "light", "driver")
+	}
+	if c.Light.DecisionHold < 200*time.Millisecond || c.Light.DecisionHold > time.Minute {
+		bad(fmt.Sprintf("%s: want 200ms … 1m", c.Light.DecisionHold), "light", "decision_hold")
+	}
+	if b := c.MQTT.Broker; b != "" {
+		if !(strings.HasPrefix(b, "tcp://") || strings.HasPrefix(b, "ssl://") || strings.HasPrefix(b, "mqtt://") || strings.HasPrefix(b, "mqtts://")) {
+			bad(fmt.Sprintf("%q: want tcp://host:port or ssl://host:port", b), "mqtt", "broker")
+		}
+	}
+	if c.MQTT.InFlight < 1 || c.MQTT.InFlight > 65535 {
+		bad(fmt.Sprintf("%d: want 1 … 65535", c.MQTT.InFlight), "mqtt", "in_flight")
+	}
+	if strings.ContainsAny(c.MQTT.TopicPrefix, "#+") || c.MQTT.TopicPrefix == "" {
+		bad(fmt.Sprintf("%q: a topic prefix without wildcards", c.MQTT.TopicPrefix), "mqtt", "topic_prefix")
+	}
+	if c.Buffer.MaxBytes < 1<<20 {
+		bad(fmt.Sprintf("%d bytes: want at least 1MiB", c.Buffer.MaxBytes), "buffer", "max_bytes")
+	}
+	if c.Buffer.AlarmFraction <= 0 || c.Buffer.AlarmFraction >= 1 {
+		bad(fmt.Sprintf("%v: want a fraction between 0 and 1, e.g. 0.8", c.Buffer.AlarmFraction), "buffer", "alarm_fraction")
+	}
+	switch c.Decode.NoAIM {
+	case "gs1", "plain":
+	default:
+		bad(fmt.Sprintf("%q: want gs1 or plain", c.Decode.NoAIM), "decode", "no_aim")
+	}
+	for i, p := range c.Decode.PlainPatterns {
+		if _, err := regexp.Compile(p); err != nil {
+			bad(fmt.Sprintf("bad regular expression: %v", err), "decode", "plain_patterns", i)
+		}
+	}
+	for i, r := range c.Policy.Warn {
+		if !WarnableReasons[r] {
+			bad(fmt.Sprintf("%q cannot be turned into a warning (known: see README, policy)", r), "policy", "warn", i)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad(fmt.Sprintf("%q: want debug, info, warn or error", c.Log.Level), "log", "level")
+	}
+	switch c.Log.Format {
+	case "auto", "text", "json":
+	default:
+		bad(fmt.Sprintf("%q: want auto, text or json", c.Log.Format), "log", "format")
+	}
+	return errs
+}
+
+// WarnableReasons are the reasons a site policy may downgrade to a warning.
+// Faults of the station itself (buffer full, storage) and bad scans always reject.
+var WarnableReasons = map[dock.Reason]bool{
+	dock.ReasonUnknownGTIN: true, dock.ReasonUnknownLot: true, dock.ReasonLotQuarantined: true,
+	dock.ReasonExpired: true, dock.ReasonExpiresSoon: true, dock.ReasonUnknownSerial: true,
+	dock.ReasonSerialLotMismatch: true, dock.ReasonDuplicateSerial: true, dock.ReasonNotInCustody: true,
+	dock.ReasonAlreadyShipped: true, dock.ReasonNotExpected: true, dock.ReasonOverQuantity: true,
+	dock.ReasonLotBlocked: true, dock.ReasonLotRecalled: true,
+}
+
+func keyOf(path ...any) string {
+	var b strings.Builder
+	for _, p := range path {
+		switch v := p.(type) {
+		case string:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(v)
+		case int:
+			fmt.Fprintf(&b, "[%d]", v)
+		}
+	}
+	return b.String()
+}
+
+// lineOf finds the line of the deepest node along path that exists, so a
+// missing key points at its parent block.
+func lineOf(root *yaml.Node, path ...any) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := n.Line
+	for _, p := range path {
+		switch v := p.(type) {
+		case string:
+			if n.Kind != yaml.MappingNode {
+				return line
+			}
+			var next *yaml.Node
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == v {
+					next = n.Content[i+1]
+					line = n.Content[i].Line
+					break
+				}
+			}
+			if next == nil {
+				return line
+			}
+			n = next
+		case int:
+			if n.Kind != yaml.SequenceNode || v >= len(n.Content) {
+				return line
+			}
+			n = n.Content[v]
+			line = n.Line
+		}
+	}
+	if n.Kind == yaml.ScalarNode {
+		line = n.Line
+	}
+	return line
+}

@@ -1,0 +1,107 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	firmwareconfig "github.com/dockd/dockd/firmware-config"
+	"github.com/dockd/dockd/internal/dock"
+)
+
+func TestShippedConfigsAreValid(t *testing.T) {
+	cfg, err := Parse("dockd.yaml", firmwareconfig.DefaultConfig)
+	if err != nil {
+		t.Fatalf("shipped default config does not validate:\n%v", err)
+	}
+	if cfg.Station.ID != "dc-east-door-07" || cfg.Readers[0].Baud != 9600 || cfg.Light.DecisionHold != 2*time.Second {
+		t.Fatalf("default config parsed wrong: %+v", cfg)
+	}
+	if cfg.TopicBase() != "dockd/v1/dc-east/door-07" {
+		t.Fatalf("topic base %q", cfg.TopicBase())
+	}
+	demo := strings.Replace(string(firmwareconfig.DemoConfig), `state_dir: ""`, "state_dir: /tmp/x", 1)
+	if _, err := Parse("demo.yaml", []byte(demo)); err != nil {
+		t.Fatalf("demo config does not validate:\n%v", err)
+	}
+}
+
+const base = `station:
+  site: s1
+  door: d1
+  direction: shipping
+state_dir: /tmp/dockd
+readers:
+  - id: r1
+    port: /dev/ttyUSB0
+`
+
+func TestParseErrorsCarryLineAndReason(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		line       int
+		want       string
+	}{
+		{"unknown key", base + "colour: blue\n", 9, "field colour not found"},
+		{"unknown nested key", base + "    speed: 9600\n", 9, "field speed not found"},
+		{"bad baud", base + "    baud: 9601\n", 9, "9601 is not a standard baud rate"},
+		{"bad parity", base + "    parity: weird\n", 9, `"weird": want none`},
+		{"bad suffix", base + "    suffix: TAB\n", 9, `want CR, LF or CRLF`},
+		{"missing door", strings.Replace(base, "  door: d1\n", "", 1), 1, "station.door: missing"},
+		{"bad direction", strings.Replace(base, "shipping", "sideways", 1), 4, `"sideways": want receiving or shipping`},
+		{"bad pin name", base + "light:\n  driver: gpio\n  pins:\n    green: GPIO17\n    red: LED_RED\n", 13, `"LED_RED" is not a pin name`},
+		{"missing red pin", base + "light:\n  driver: gpio\n  pins:\n    green: GPIO17\n", 11, "light.pins.red: missing"},
+		{"bad duration", base + "light:\n  decision_hold: soon\n", 10, "soon"},
+		{"bad size", base + "buffer:\n  max_bytes: lots\n", 10, "bad size"},
+		{"duplicate reader", base + "  - id: r1\n    port: /dev/ttyUSB1\n", 9, `"r1" used twice`},
+		{"no port", base + "  - id: r2\n", 9, "missing port"},
+		{"bad yaml", base + "readers: [\n", 9, ""},
+		{"policy reason", base + "policy:\n  warn: [buffer_full]\n", 10, `"buffer_full" cannot be turned into a warning`},
+		{"bad regexp", base + "decode:\n  plain_patterns: ['(?P<lot>[']\n", 10, "bad regular expression"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("site.yaml", []byte(c.yaml))
+			var es Errors
+			if !errors.As(err, &es) || len(es) == 0 {
+				t.Fatalf("want config.Errors, got %v", err)
+			}
+			e := es[0]
+			if e.File != "site.yaml" || e.Line != c.line || !strings.Contains(e.Error(), c.want) {
+				t.Fatalf("got %q (line %d), want line %d containing %q", e.Error(), e.Line, c.line, c.want)
+			}
+			if !strings.HasPrefix(e.Error(), "site.yaml:") {
+				t.Fatalf("error does not start with the file: %q", e.Error())
+			}
+		})
+	}
+}
+
+func TestDefaultsFillReaderAndStation(t *testing.T) {
+	cfg, err := Parse("x.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Readers[0]
+	if r.Type != "serial" || r.Baud != 9600 || r.Suffix != "CR" || r.MaxFrame != 4096 || r.StopBits != "1" {
+		t.Fatalf("reader defaults: %+v", r)
+	}
+	if cfg.Station.ID != "s1-d1" || cfg.Station.Direction != dock.Shipping || cfg.MQTT.ClientID != "dockd-s1-d1" {
+		t.Fatalf("station: %+v %q", cfg.Station, cfg.MQTT.ClientID)
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{"1048576": 1 << 20, "512KiB": 512 << 10, "256MiB": 256 << 20, "1GiB": 1 << 30, "10MB": 10e6, "3 kB": 3000} {
+		got, err := ParseByteSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "1.5MiB", "MiB", "12XB"} {
+		if _, err := ParseByteSize(in); err == nil {
+			t.Errorf("ParseByteSize(%q) accepted", in)
+		}
+	}
+}
