@@ -41,9 +41,9 @@ type Frame struct {
 
 // TagRead is what an RFID reader says about one tag observation.
 type TagRead struct {
-	Antenna int
-	RSSI    int // dBm
-	Phase   int // degrees, when reported
+	Antenna int `json:"antenna,omitempty"`
+	RSSI    int `json:"rssi,omitempty"`  // dBm
+	Phase   int `json:"phase,omitempty"` // degrees, when reported
 }
 
 // ReaderState is a change in a reader's health.
@@ -109,3 +109,7 @@ const (
 	ConditionBufferFull    Condition = "buffer_full"
 	ConditionStorageFault  Condition = "storage_fault"
 )
+
+// ErrBufferFull is what an Outbox returns (wrapped) when its byte budget is
+// spent: the scan is refused rather than an older custody record dropped.
+var ErrBufferFull = errors.New("buffer full")

@@ -22,7 +22,8 @@ type CustodyEvent struct {
 	// (a Pi without RTC before NTP); ordering then relies on Seq only.
 	ClockSynced bool   `json:"clock_synced"`
 	Reader      string `json:"reader"`
-	Raw         string `json:"raw"` // the frame as read, control bytes escaped by JSON
+	Raw         string `json:"raw"`               // the frame as read, control bytes escaped by JSON
+	RawHex      string `json:"raw_hex,omitempty"` // the exact bytes, when they are not valid UTF-8
 
 	Symbology string    `json:"symbology,omitempty"`
 	Form      string    `json:"form,omitempty"`

@@ -1,0 +1,615 @@
+// Package buffer is the station's durable store-and-forward queue.
+//
+// The station appends each custody event here before it shows the light;
+// Append returns only after the record is fsync'd to a bbolt file, so an
+// event the operator saw survives kill -9, power loss and a broker that is
+// down for a day. The uplink reads records oldest-first with Pending and
+// deletes them with Ack once the broker has confirmed them.
+//
+// All writes (appends and acks) go through one writer goroutine that
+// batches whatever is queued into one bbolt transaction and one fsync
+// (group commit). Reads (Pending, Export) use their own short read
+// transactions and never wait for the writer.
+//
+// File layout: bucket "records" maps the big-endian uint64 sequence number
+// to a value of one format byte (1), the append time as big-endian int64
+// Unix nanoseconds, and the payload. Bucket "meta" holds the next sequence
+// number, the last acknowledged sequence number and the time of that ack.
+package buffer
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Defaults applied by Open to zero Options fields.
+const (
+	DefaultMaxBytes      int64   = 256 << 20
+	DefaultAlarmFraction float64 = 0.8
+	// DefaultPendingMax is the number of records Pending returns when it
+	// is called with max <= 0.
+	DefaultPendingMax = 1000
+)
+
+// maxGroup caps how many queued requests one commit takes.
+const maxGroup = 1000
+
+// appendFillPercent is the records bucket's page split threshold.
+const appendFillPercent = 0.95
+
+// Error kinds callers branch on.
+var (
+	// ErrFull means the undelivered payload bytes would exceed
+	// Options.MaxBytes; nothing was stored. It clears when Ack frees space.
+	ErrFull = errors.New("buffer: queue full")
+	// ErrClosed means the Queue was closed before the call.
+	ErrClosed = errors.New("buffer: queue closed")
+	// ErrCommit marks an error from writing or fsyncing a group commit
+	// (disk full, I/O error). Nothing of the failed group is stored. The
+	// error also wraps the underlying cause.
+	ErrCommit = errors.New("buffer: commit failed")
+	// ErrAckAhead means Ack was given a sequence number that was never
+	// appended. Nothing was deleted.
+	ErrAckAhead = errors.New("buffer: ack beyond newest appended record")
+	// ErrLocked means another process holds the queue file open.
+	ErrLocked = errors.New("buffer: queue file locked by another process")
+)
+
+// Options configure a Queue. The zero value is usable.
+type Options struct {
+	// MaxBytes is the budget for undelivered payload bytes (default
+	// 256 MiB). An Append that would exceed it returns ErrFull.
+	MaxBytes int64
+	// MaxAge raises Stats().OverAge when the oldest undelivered record is
+	// older than this. Records are never dropped for age. 0 disables.
+	MaxAge time.Duration
+	// AlarmFraction raises Stats().Alarm when Bytes >=
+	// AlarmFraction*MaxBytes (default 0.8).
+	AlarmFraction float64
+	// Logger receives structured logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.MaxBytes < 0 {
+		return o, fmt.Errorf("buffer: options: MaxBytes %d is negative", o.MaxBytes)
+	}
+	if o.MaxBytes == 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.AlarmFraction < 0 || o.AlarmFraction > 1 {
+		return o, fmt.Errorf("buffer: options: AlarmFraction %v is outside [0,1]", o.AlarmFraction)
+	}
+	if o.AlarmFraction == 0 {
+		o.AlarmFraction = DefaultAlarmFraction
+	}
+	if o.MaxAge < 0 {
+		return o, fmt.Errorf("buffer: options: MaxAge %v is negative", o.MaxAge)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o, nil
+}
+
+// Record is one stored event. Payload is a copy owned by the caller.
+type Record struct {
+	Seq     uint64
+	At      time.Time // when the record was appended (wall clock, UTC)
+	Payload []byte
+}
+
+// Stats is a snapshot of the queue's state.
+type Stats struct {
+	Depth      int       // undelivered records
+	Bytes      int64     // undelivered payload bytes (what MaxBytes limits)
+	OldestSeq  uint64    // oldest undelivered record; 0 when empty
+	NewestSeq  uint64    // newest record ever appended to this file; 0 if none
+	LastAckSeq uint64    // highest acknowledged sequence number; 0 if none
+	OldestAt   time.Time // append time of OldestSeq; zero when empty
+	LastAckAt  time.Time // when LastAckSeq was acknowledged; zero if never
+	Fill       float64   // Bytes / MaxBytes
+	Alarm      bool      // Bytes >= AlarmFraction*MaxBytes
+	Full       bool      // the last Append was refused with ErrFull and no space was freed since
+	OverAge    bool      // MaxAge > 0 and OldestAt is older than MaxAge
+	Path       string    // the queue file
+	FileBytes  int64     // size of the queue file on disk after the last commit
+}
+
+// state is the in-memory mirror of the committed file state. Only the
+// writer goroutine (and Open, before it starts) changes it, under Queue.mu.
+type state struct {
+	depth     int
+	bytes     int64
+	oldestSeq uint64
+	oldestAt  time.Time
+	newestSeq uint64
+	lastAck   uint64
+	lastAckAt time.Time
+	full      bool
+	fileBytes int64
+}
+
+// Queue is a durable FIFO of records on one bbolt file. All methods are
+// safe for concurrent use.
+type Queue struct {
+	path string
+	opts Options
+	log  *slog.Logger
+	db   *bolt.DB
+
+	reqs   chan *request
+	notify chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+
+	life     sync.RWMutex // guards closed; held for reading while registering in inflight
+	closed   bool
+	inflight sync.WaitGroup
+
+	mu sync.Mutex // guards st
+	st state
+
+	nextSeq uint64 // next sequence number to hand out; writer goroutine only
+
+	commits atomic.Uint64 // group transactions attempted (for tests and benchmarks)
+}
+
+type request struct {
+	build  func(seq uint64) ([]byte, error) // nil for an ack
+	ackSeq uint64
+	res    chan result // buffered, capacity 1
+}
+
+type result struct {
+	seq uint64
+	err error
+}
+
+var (
+	bucketRecords = []byte("records")
+	bucketMeta    = []byte("meta")
+	keyNextSeq    = []byte("next_seq")
+	keyLastAck    = []byte("last_ack_seq")
+	keyLastAckAt  = []byte("last_ack_at")
+)
+
+const (
+	recordFormat = 1
+	headerLen    = 9 // format byte + int64 nanoseconds
+)
+
+func seqKey(seq uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	return k[:]
+}
+
+func u64(v uint64) []byte { return seqKey(v) }
+
+func encodeValue(at time.Time, payload []byte) []byte {
+	v := make([]byte, headerLen+len(payload))
+	v[0] = recordFormat
+	binary.BigEndian.PutUint64(v[1:9], uint64(at.UnixNano()))
+	copy(v[headerLen:], payload)
+	return v
+}
+
+// decodeValue validates a stored value and returns its time and payload
+// (aliasing v).
+func decodeValue(k, v []byte) (uint64, time.Time, []byte, error) {
+	if len(k) != 8 {
+		return 0, time.Time{}, nil, fmt.Errorf("record key %x: length %d, want 8", k, len(k))
+	}
+	seq := binary.BigEndian.Uint64(k)
+	if v == nil {
+		return seq, time.Time{}, nil, fmt.Errorf("record %d: is a nested bucket", seq)
+	}
+	if len(v) < headerLen || v[0] != recordFormat {
+		return seq, time.Time{}, nil, fmt.Errorf("record %d: bad header (length %d)", seq, len(v))
+	}
+	at := time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9]))).UTC()
+	return seq, at, v[headerLen:], nil
+}
+
+// enter registers a call that Close must wait for.
+func (q *Queue) enter() error {
+	q.life.RLock()
+	defer q.life.RUnlock()
+	if q.closed {
+		return ErrClosed
+	}
+	q.inflight.Add(1)
+	return nil
+}
+
+func (q *Queue) leave() { q.inflight.Done() }
+
+// Append durably stores one record and returns its sequence number.
+//
+// build is called exactly once, from the queue's writer goroutine inside the
+// commit transaction, with the record's sequence number, and returns the
+// payload; the queue copies it. Sequence numbers are strictly increasing per
+// queue file and never reused, even after every record was acked and the
+// file reopened. Append returns only after the record is fsync'd.
+//
+// Concurrent Appends share one transaction and one fsync: a lone Append
+// commits at once; Appends arriving while a commit is running join the next
+// one. If build fails (or panics) only that record fails, with build's error
+// wrapped. ErrFull when the byte budget would be exceeded (nothing stored).
+// If the commit fails, every Append of the group returns an error wrapping
+// ErrCommit and the cause, and nothing of the group is stored.
+//
+// ctx bounds only the wait to hand the record to the writer; once handed
+// over, Append waits for the definite outcome so that a nil error always
+// means stored and an error always means not stored.
+func (q *Queue) Append(ctx context.Context, build func(seq uint64) ([]byte, error)) (uint64, error) {
+	if build == nil {
+		return 0, errors.New("buffer: append: nil build function")
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("buffer: append: %w", err)
+	}
+	wait, err := q.submit(ctx, &request{build: build, res: make(chan result, 1)})
+	if err != nil {
+		return 0, err
+	}
+	r := wait()
+	return r.seq, r.err
+}
+
+// submit hands r to the writer and returns a function that waits for its
+// result. The call is registered with Close until the result is received.
+func (q *Queue) submit(ctx context.Context, r *request) (func() result, error) {
+	if err := q.enter(); err != nil {
+		return nil, err
+	}
+	select {
+	case q.reqs <- r:
+	case <-ctx.Done():
+		q.leave()
+		return nil, fmt.Errorf("buffer: append: %w", ctx.Err())
+	}
+	return func() result {
+		defer q.leave()
+		return <-r.res
+	}, nil
+}
+
+// Ack durably deletes every record with Seq <= seq. Acking a sequence
+// number at or below Stats().LastAckSeq is a no-op; acking one that was
+// never appended returns ErrAckAhead. Acks share group commits with
+// Appends.
+func (q *Queue) Ack(seq uint64) error {
+	q.mu.Lock()
+	last := q.st.lastAck
+	q.mu.Unlock()
+	if seq <= last {
+		if err := q.enter(); err != nil {
+			return err
+		}
+		q.leave()
+		return nil
+	}
+	wait, err := q.submit(context.Background(), &request{ackSeq: seq, res: make(chan result, 1)})
+	if err != nil {
+		return err
+	}
+	return wait().err
+}
+
+// Pending returns up to max records with Seq > after, oldest first
+// (max <= 0 means DefaultPendingMax). It reads committed records only and
+// does not wait for in-progress commits.
+func (q *Queue) Pending(after uint64, max int) ([]Record, error) {
+	if err := q.enter(); err != nil {
+		return nil, err
+	}
+	defer q.leave()
+	if max <= 0 {
+		max = DefaultPendingMax
+	}
+	if after == ^uint64(0) {
+		return nil, nil
+	}
+	var out []Record
+	err := protect(func() error {
+		return q.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketRecords).Cursor()
+			for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < max; k, v = c.Next() {
+				seq, at, p, err := decodeValue(k, v)
+				if err != nil {
+					return err
+				}
+				out = append(out, Record{Seq: seq, At: at, Payload: append([]byte(nil), p...)})
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("buffer: reading records after %d from %s: %w", after, q.path, err)
+	}
+	return out, nil
+}
+
+// Notify returns a channel that receives a value after each successful
+// commit that stored at least one record; the value is sent before the
+// Appends of that commit return. Sends are coalesced and never block the
+// writer, so one receive may stand for many appends; the channel is never
+// closed.
+func (q *Queue) Notify() <-chan struct{} { return q.notify }
+
+// Stats returns a snapshot of the queue's state from memory (recomputed
+// from the file at Open). Cheap and safe for concurrent use, also after
+// Close.
+func (q *Queue) Stats() Stats {
+	q.mu.Lock()
+	st := q.st
+	q.mu.Unlock()
+	s := Stats{
+		Depth:      st.depth,
+		Bytes:      st.bytes,
+		OldestSeq:  st.oldestSeq,
+		NewestSeq:  st.newestSeq,
+		LastAckSeq: st.lastAck,
+		OldestAt:   st.oldestAt,
+		LastAckAt:  st.lastAckAt,
+		Full:       st.full || st.bytes >= q.opts.MaxBytes,
+		Path:       q.path,
+		FileBytes:  st.fileBytes,
+	}
+	s.Fill = float64(st.bytes) / float64(q.opts.MaxBytes)
+	s.Alarm = float64(st.bytes) >= q.opts.AlarmFraction*float64(q.opts.MaxBytes)
+	s.OverAge = q.opts.MaxAge > 0 && st.depth > 0 && time.Since(st.oldestAt) > q.opts.MaxAge
+	return s
+}
+
+// Close waits for in-flight Append, Ack and Pending calls (so every Append
+// that was handed to the writer gets its definite outcome), stops the
+// writer and closes the file. Calls after Close return ErrClosed; an Export
+// or Import in progress fails with ErrClosed at its next chunk or record. A
+// second Close returns nil.
+func (q *Queue) Close() error {
+	q.life.Lock()
+	if q.closed {
+		q.life.Unlock()
+		return nil
+	}
+	q.closed = true
+	q.life.Unlock()
+	q.inflight.Wait()
+	close(q.stop)
+	<-q.done
+	if err := q.db.Close(); err != nil {
+		return fmt.Errorf("buffer: closing %s: %w", q.path, err)
+	}
+	q.log.Info("buffer closed", "path", q.path, "depth", q.Stats().Depth)
+	return nil
+}
+
+// writer owns the write side: it takes the first queued request, drains
+// whatever else is already queued (up to maxGroup) and commits them together.
+func (q *Queue) writer() {
+	defer close(q.done)
+	// A failing disk can make a read through bbolt's mmap fault (SIGBUS).
+	// Turn that into a panic that commit recovers as a failed group
+	// instead of a crash of the whole station.
+	debug.SetPanicOnFault(true)
+	batch := make([]*request, 0, maxGroup)
+	results := make([]result, maxGroup)
+	for {
+		select {
+		case r := <-q.reqs:
+			batch = append(batch[:0], r)
+		case <-q.stop:
+			return
+		}
+	drain:
+		for len(batch) < maxGroup {
+			select {
+			case r := <-q.reqs:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		q.commit(batch, results[:len(batch)])
+		clear(batch)
+	}
+}
+
+// errNoChange rolls back a group transaction that stored nothing.
+var errNoChange = errors.New("no change")
+
+// commit runs one group transaction and delivers every request's result.
+func (q *Queue) commit(batch []*request, results []result) {
+	clear(results)
+	q.mu.Lock()
+	base := q.st
+	q.mu.Unlock()
+
+	ns := base
+	next := q.nextSeq
+	appended, acked := 0, 0
+	now := time.Now()
+
+	q.commits.Add(1)
+	err := q.update(func(tx *bolt.Tx) error {
+		recs := tx.Bucket(bucketRecords)
+		// Keys only ever grow, so pack leaf pages full instead of bbolt's
+		// default half-full split: about half the pages to write and sync.
+		recs.FillPercent = appendFillPercent
+		meta := tx.Bucket(bucketMeta)
+		for i, r := range batch {
+			if r.build == nil {
+				done, err := q.applyAck(recs, &ns, r.ackSeq, next, now)
+				if err != nil {
+					if errors.Is(err, ErrAckAhead) {
+						results[i].err = err
+						continue
+					}
+					return err
+				}
+				if done {
+					acked++
+				}
+				continue
+			}
+			if ns.bytes >= q.opts.MaxBytes {
+				results[i].err = fmt.Errorf("%w: %d of %d payload bytes used", ErrFull, ns.bytes, q.opts.MaxBytes)
+				ns.full = true
+				continue
+			}
+			payload, err := callBuild(r.build, next)
+			if err != nil {
+				results[i].err = fmt.Errorf("buffer: building record %d: %w", next, err)
+				continue
+			}
+			if ns.bytes+int64(len(payload)) > q.opts.MaxBytes || len(payload)+headerLen > bolt.MaxValueSize {
+				results[i].err = fmt.Errorf("%w: record of %d bytes does not fit (%d of %d payload bytes used)",
+					ErrFull, len(payload), ns.bytes, q.opts.MaxBytes)
+				ns.full = true
+				continue
+			}
+			if err := recs.Put(seqKey(next), encodeValue(now, payload)); err != nil {
+				return fmt.Errorf("storing record %d: %w", next, err)
+			}
+			results[i].seq = next
+			if ns.depth == 0 {
+				ns.oldestSeq, ns.oldestAt = next, now.UTC()
+			}
+			ns.depth++
+			ns.bytes += int64(len(payload))
+			ns.newestSeq = next
+			ns.full = false
+			next++
+			appended++
+		}
+		if appended == 0 && acked == 0 {
+			return errNoChange
+		}
+		if err := meta.Put(keyNextSeq, u64(next)); err != nil {
+			return fmt.Errorf("storing next sequence number %d: %w", next, err)
+		}
+		if acked > 0 {
+			if err := meta.Put(keyLastAck, u64(ns.lastAck)); err != nil {
+				return fmt.Errorf("storing last ack %d: %w", ns.lastAck, err)
+			}
+			if err := meta.Put(keyLastAckAt, u64(uint64(ns.lastAckAt.UnixNano()))); err != nil {
+				return fmt.Errorf("storing last ack time: %w", err)
+			}
+		}
+		return nil
+	})
+
+	switch {
+	case err == nil || errors.Is(err, errNoChange):
+		if err == nil {
+			if fi, serr := os.Stat(q.path); serr == nil {
+				ns.fileBytes = fi.Size()
+			}
+		}
+		q.nextSeq = next
+		if ns.full && !base.full {
+			q.log.Warn("buffer full: refusing appends", "path", q.path, "bytes", ns.bytes, "max_bytes", q.opts.MaxBytes, "depth", ns.depth)
+		}
+		q.mu.Lock()
+		q.st = ns
+		q.mu.Unlock()
+	default:
+		// Nothing of the group is stored. Sequence numbers handed to build
+		// in this group are skipped, never reused: if the fsync lied and
+		// the data did reach the disk, reuse would create duplicates.
+		q.nextSeq = next
+		cerr := fmt.Errorf("%w: %d requests to %s: %w", ErrCommit, len(batch), q.path, err)
+		q.log.Error("buffer commit failed", "path", q.path, "requests", len(batch), "err", err)
+		for i := range results {
+			if results[i].err == nil {
+				results[i] = result{err: cerr}
+			}
+		}
+		appended = 0
+	}
+	// Notify before answering, so that once an Append has returned its
+	// notification is already pending.
+	if appended > 0 {
+		select {
+		case q.notify <- struct{}{}:
+		default:
+		}
+	}
+	for i, r := range batch {
+		r.res <- results[i]
+	}
+}
+
+// update runs a bbolt write transaction, turning a panic inside bbolt
+// (a fault reading a bad page, a failed internal assertion) into an error;
+// bbolt rolls the transaction back while the panic unwinds.
+func (q *Queue) update(fn func(*bolt.Tx) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("bbolt panicked: %v", r)
+		}
+	}()
+	return q.db.Update(fn)
+}
+
+// callBuild runs build, turning a panic into an error for that record only.
+func callBuild(build func(uint64) ([]byte, error), seq uint64) (p []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("build panicked: %v", r)
+		}
+	}()
+	return build(seq)
+}
+
+// applyAck deletes records <= seq inside tx and updates ns. It reports
+// whether anything changed.
+func (q *Queue) applyAck(recs *bolt.Bucket, ns *state, seq, next uint64, now time.Time) (bool, error) {
+	if seq <= ns.lastAck {
+		return false, nil
+	}
+	if seq >= next {
+		return false, fmt.Errorf("%w: ack %d, newest is %d", ErrAckAhead, seq, next-1)
+	}
+	var keys [][]byte
+	var freed int64
+	c := recs.Cursor()
+	for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) <= seq; k, v = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+		freed += int64(len(v) - headerLen)
+	}
+	for _, k := range keys {
+		if err := recs.Delete(k); err != nil {
+			return false, fmt.Errorf("deleting record %d: %w", binary.BigEndian.Uint64(k), err)
+		}
+	}
+	ns.depth -= len(keys)
+	ns.bytes -= freed
+	ns.lastAck = seq
+	ns.lastAckAt = now.UTC()
+	if len(keys) > 0 {
+		ns.full = false
+	}
+	ns.oldestSeq, ns.oldestAt = 0, time.Time{}
+	if k, v := recs.Cursor().First(); k != nil {
+		s, at, _, err := decodeValue(k, v)
+		if err != nil {
+			return false, err
+		}
+		ns.oldestSeq, ns.oldestAt = s, at
+	}
+	return true, nil
+}

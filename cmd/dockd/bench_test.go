@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+
+	"github.com/dockd/dockd/internal/dock"
+	"github.com/dockd/dockd/internal/testkit"
+)
+
+// BenchmarkScanToLight measures, on the whole in-process daemon, the time
+// from the last byte of a scan written into the pty to the lamp's GPIO edge:
+// serial read, framing, decode, rules, allowlist look-up, the fsync'd bbolt
+// append, and the light goroutine. Scans alternate accept/reject so every
+// one produces an edge (green, then red).
+func BenchmarkScanToLight(b *testing.B) {
+	s := startStation(b)
+	green, red := s.pins["GPIO17"], s.pins["GPIO22"]
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		lot, pin := "LOT42", green
+		if i%2 == 1 {
+			lot, pin = "LOT99", red
+		}
+		before := len(pin.Edges())
+		t0 := time.Now()
+		s.write(gs1Scan(lot, fmt.Sprintf("B%d", i)))
+		var edge testkit.Edge
+		for {
+			es := pin.Edges()
+			if len(es) > before && es[len(es)-1].Level == gpio.High {
+				edge = es[len(es)-1]
+				break
+			}
+			time.Sleep(20 * time.Microsecond)
+		}
+		lat = append(lat, edge.At.Sub(t0))
+	}
+	b.StopTimer()
+	reportLatency(b, lat, "scan-light")
+}
+
+// BenchmarkEndToEnd measures scans/s from the pty to a Mosquitto subscriber
+// (decided, durable, published at QoS 1, PUBACKed and received) with 500
+// scans written back to back per iteration.
+func BenchmarkEndToEnd(b *testing.B) {
+	s := startStation(b)
+	const n = 500
+	total := 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := 0; j < n; j++ {
+			s.write(gs1Scan("LOT42", fmt.Sprintf("E%d-%d", i, j)))
+		}
+		total += n
+		s.sub.WaitFor(b, func(ms []testkit.Message) bool { return len(ms) >= total+1 }, time.Minute) // +1: retained status
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
+	evs := receivedEvents(b, s.sub.Messages())
+	if ids := distinctIDs(evs); ids != total {
+		b.Fatalf("%d distinct events arrived, want %d", ids, total)
+	}
+}
+
+func reportLatency(b *testing.B, lat []time.Duration, name string) {
+	if len(lat) == 0 {
+		return
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) }
+	b.ReportMetric(q(0.50), name+"-p50-µs")
+	b.ReportMetric(q(0.99), name+"-p99-µs")
+	b.ReportMetric(0, "ns/op")
+}
+
+func distinctIDs(evs []dock.CustodyEvent) int {
+	ids := map[string]bool{}
+	for _, e := range evs {
+		ids[e.ID] = true
+	}
+	return len(ids)
+}

@@ -1,0 +1,428 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/dockd/dockd/buffer"
+	"github.com/dockd/dockd/device/light"
+	"github.com/dockd/dockd/device/reader"
+	"github.com/dockd/dockd/internal/allowlist"
+	"github.com/dockd/dockd/internal/config"
+	"github.com/dockd/dockd/internal/custody"
+	"github.com/dockd/dockd/internal/dock"
+	"github.com/dockd/dockd/internal/scan"
+	"github.com/dockd/dockd/internal/station"
+	"github.com/dockd/dockd/uplink"
+)
+
+// frameReader is what the daemon runs for each configured reader.
+type frameReader interface {
+	ID() string
+	Run(ctx context.Context, frames chan<- dock.Frame, states chan<- dock.ReaderState) error
+}
+
+// daemonOptions lets the demo and tests add what a config file cannot say.
+type daemonOptions struct {
+	// Stdin feeds readers of type "stdin" (the demo's virtual reader).
+	Stdin io.Reader
+	// LightPins replaces the configured light driver (tests use recording pins).
+	LightPins *light.Pins
+}
+
+// daemon is one running station: every part opened, wired, not yet running.
+type daemon struct {
+	cfg     config.Config
+	log     *slog.Logger
+	started time.Time
+
+	list    *allowlist.Store
+	queue   *buffer.Queue
+	light   *light.StackLight
+	station *station.Station
+	readers []frameReader
+	up      *uplink.Client // nil without a broker
+
+	statusMu  sync.Mutex
+	lastState string
+}
+
+// openDaemon opens the state files, the light and the readers, and wires the
+// pipeline. On error everything opened so far is closed again.
+func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *daemon, err error) {
+	d = &daemon{cfg: cfg, log: log, started: time.Now()}
+	defer func() {
+		if err != nil {
+			d.closeStores()
+		}
+	}()
+	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+		return nil, fmt.Errorf("creating state dir: %w", err)
+	}
+	if d.list, err = allowlist.Open(filepath.Join(cfg.StateDir, "allowlist.db")); err != nil {
+		return nil, err
+	}
+	storageAlarm := false
+	bufPath := filepath.Join(cfg.StateDir, "buffer.db")
+	bopts := buffer.Options{MaxBytes: int64(cfg.Buffer.MaxBytes), MaxAge: cfg.Buffer.MaxAge, AlarmFraction: cfg.Buffer.AlarmFraction, Logger: log}
+	d.queue, err = buffer.Open(bufPath, bopts)
+	var ce *buffer.CorruptError
+	if errors.As(err, &ce) {
+		// The damaged file is kept aside for recovery; the station runs on a
+		// fresh one but shows a storage fault until a technician looks.
+		log.Error("event buffer was damaged and moved aside; starting a new one — recover the old file with dockd buffer export",
+			"path", ce.Path, "moved_to", ce.MovedTo, "err", ce.Err)
+		storageAlarm = true
+		d.queue, err = buffer.Open(bufPath, bopts)
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	pins, err := d.lightPins(opts)
+	if err != nil {
+		return nil, err
+	}
+	d.light = light.New(pins, light.Options{ActiveLow: cfg.Light.ActiveLow, DecisionHold: cfg.Light.DecisionHold}, log.With("part", "light"))
+	if storageAlarm {
+		d.light.SetCondition(dock.ConditionStorageFault, true)
+	}
+
+	dec, err := scan.NewDecoder(scan.Config{NoAIM: cfg.Decode.NoAIM, PlainPatterns: cfg.Decode.PlainPatterns})
+	if err != nil {
+		return nil, fmt.Errorf("decoder: %w", err)
+	}
+	pol := custody.Policy{Warn: map[dock.Reason]bool{}}
+	for _, r := range cfg.Policy.Warn {
+		pol.Warn[r] = true
+	}
+	d.station = station.New(station.Config{
+		Site: cfg.Station.Site, Door: cfg.Station.Door, StationID: cfg.Station.ID, Direction: cfg.Station.Direction,
+		Policy: pol, ClockSynced: clockSynced, ListVersion: d.listVersion,
+	}, dec, d.list, outbox{d.queue}, d.light, log.With("part", "station"))
+
+	for _, rc := range cfg.Readers {
+		switch rc.Type {
+		case "serial":
+			r, err := reader.NewSerial(readerConfig(rc), log.With("part", "reader", "reader", rc.ID))
+			if err != nil {
+				return nil, err
+			}
+			d.readers = append(d.readers, r)
+		case "stdin":
+			in := opts.Stdin
+			if in == nil {
+				in = os.Stdin
+			}
+			d.readers = append(d.readers, &lineReader{id: rc.ID, in: in})
+		}
+	}
+
+	if cfg.MQTT.Broker != "" {
+		if d.up, err = d.newUplink(); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+func readerConfig(rc config.Reader) reader.Config {
+	return reader.Config{
+		ID: rc.ID, Port: rc.Port, Baud: rc.Baud, DataBits: rc.DataBits, Parity: rc.Parity, StopBits: rc.StopBits,
+		Suffix: rc.Suffix, Prefix: rc.Prefix, MaxFrame: rc.MaxFrame, MaxBackoff: rc.Backoff,
+	}
+}
+
+// checkDevices runs the device drivers' own validation of a parsed config,
+// for check-config: what only the driver knows (e.g. 1.5 stop bits need 5
+// data bits).
+func checkDevices(file string, cfg config.Config) error {
+	var errs config.Errors
+	for i, rc := range cfg.Readers {
+		if rc.Type != "serial" {
+			continue
+		}
+		if err := readerConfig(rc).Validate(); err != nil {
+			errs = append(errs, &config.Error{File: file, Key: fmt.Sprintf("readers[%d]", i), Msg: err.Error()})
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+func (d *daemon) lightPins(opts daemonOptions) (light.Pins, error) {
+	if opts.LightPins != nil {
+		return *opts.LightPins, nil
+	}
+	if d.cfg.Light.Driver == "virtual" {
+		return light.VirtualPins(d.log.With("part", "light")), nil
+	}
+	p := d.cfg.Light.Pins
+	return light.OpenGPIO(light.PinNames{Green: p.Green, Amber: p.Amber, Red: p.Red, Buzzer: p.Buzzer, ActiveLow: d.cfg.Light.ActiveLow})
+}
+
+func (d *daemon) newUplink() (*uplink.Client, error) {
+	m := d.cfg.MQTT
+	var password string
+	if m.PasswordFile != "" {
+		b, err := os.ReadFile(m.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading mqtt.password_file: %w", err)
+		}
+		password = strings.TrimSpace(string(b))
+	}
+	will, _ := json.Marshal(map[string]any{"schema": statusSchema, "station": d.cfg.Station.ID, "site": d.cfg.Station.Site, "door": d.cfg.Station.Door, "state": "offline"})
+	base := d.cfg.TopicBase()
+	up, err := uplink.New(uplink.Config{
+		Broker: m.Broker, ClientID: m.ClientID, Username: m.Username, Password: password,
+		EventsTopic: base + "/events", StatusTopic: base + "/status", Will: will,
+		InFlight: m.InFlight, KeepAlive: m.KeepAlive, AckTimeout: m.AckTimeout,
+	}, outbox{d.queue}, d.log.With("part", "uplink"))
+	if err != nil {
+		return nil, err
+	}
+	up.OnConnectionChange(func(connected bool) {
+		d.light.SetCondition(dock.ConditionBrokerOffline, !connected)
+		if connected {
+			d.log.Info("broker connected", "broker", m.Broker)
+		} else {
+			d.log.Warn("broker offline; events are kept in the buffer", "broker", m.Broker)
+		}
+	})
+	return up, nil
+}
+
+func (d *daemon) listVersion() string {
+	in, err := d.list.Info()
+	if err != nil {
+		return ""
+	}
+	return in.Version
+}
+
+// Run runs the station until ctx ends, then shuts down in order: readers
+// stop, the pipeline records every frame already read, the uplink gets a
+// moment to deliver, then the buffer and the list are closed and the light
+// goes dark. It returns the first error that stopped a part early.
+func (d *daemon) Run(ctx context.Context) error {
+	frames := make(chan dock.Frame, 256)
+	states := make(chan dock.ReaderState, 64)
+
+	lightCtx, stopLight := context.WithCancel(context.Background())
+	lightDone := make(chan struct{})
+	go func() { defer close(lightDone); d.light.Run(lightCtx) }()
+
+	upCtx, stopUp := context.WithCancel(context.Background())
+	upDone := make(chan error, 1)
+	if d.up != nil {
+		d.light.SetCondition(dock.ConditionBrokerOffline, true)
+		d.publishStatus("online")
+		go func() { upDone <- d.up.Run(upCtx) }()
+	} else {
+		close(upDone)
+	}
+
+	stationCtx, stopStation := context.WithCancel(context.Background())
+	stationDone := make(chan error, 1)
+	go func() { stationDone <- d.station.Run(stationCtx, frames, states) }()
+
+	readerCtx, stopReaders := context.WithCancel(ctx)
+	var readersWG sync.WaitGroup
+	for _, r := range d.readers {
+		readersWG.Add(1)
+		go func() {
+			defer readersWG.Done()
+			if err := r.Run(readerCtx, frames, states); err != nil && !errors.Is(err, context.Canceled) {
+				d.log.Error("reader stopped", "reader", r.ID(), "err", err)
+			}
+		}()
+	}
+
+	bgDone := make(chan struct{})
+	go func() { defer close(bgDone); d.watch(readerCtx) }()
+
+	d.log.Info("station running", "station", d.cfg.Station.ID, "site", d.cfg.Station.Site, "door", d.cfg.Station.Door,
+		"direction", d.cfg.Station.Direction, "readers", len(d.readers), "broker", d.cfg.MQTT.Broker, "version", version)
+
+	<-ctx.Done()
+	d.log.Info("shutting down")
+	// 1. readers: no new frames.
+	stopReaders()
+	readersWG.Wait()
+	<-bgDone
+	// 2. pipeline: record every frame already read.
+	close(frames)
+	err := <-stationDone
+	stopStation()
+	// 3. uplink: a short grace to deliver what is pending; the uplink then
+	// publishes the offline status (the will) itself and waits for its
+	// PUBACK. Whatever is left stays in the buffer for the next start.
+	if d.up != nil {
+		d.drainUplink(2 * time.Second)
+		stopUp()
+		<-upDone
+	}
+	stopUp()
+	// 4. buffer and list, 5. light dark.
+	d.closeStores()
+	stopLight()
+	<-lightDone
+	d.log.Info("stopped")
+	return err
+}
+
+func (d *daemon) drainUplink(grace time.Duration) {
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) && d.up.Connected() && d.queue.Stats().Depth > 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (d *daemon) closeStores() {
+	if d.queue != nil {
+		if err := d.queue.Close(); err != nil {
+			d.log.Error("closing buffer", "err", err)
+		}
+	}
+	if d.list != nil {
+		d.list.Close()
+	}
+}
+
+// watch turns buffer health into light conditions and keeps the retained
+// status fresh (heartbeat), until ctx ends.
+func (d *daemon) watch(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var alarm, full bool
+	beat := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		st := d.queue.Stats()
+		if a := st.Alarm || st.OverAge; a != alarm {
+			alarm = a
+			d.light.SetCondition(dock.ConditionBufferHigh, alarm)
+			if alarm {
+				d.log.Warn("buffer alarm", "depth", st.Depth, "bytes", st.Bytes, "fill", st.Fill, "over_age", st.OverAge)
+			}
+		}
+		if st.Full != full {
+			full = st.Full
+			d.light.SetCondition(dock.ConditionBufferFull, full)
+		}
+		if beat++; beat%30 == 0 && d.up != nil {
+			d.publishStatus("online")
+		}
+	}
+}
+
+const statusSchema = "dockd.station-status/1"
+
+// Status is the retained station status published on …/status.
+type Status struct {
+	Schema      string         `json:"schema"`
+	Station     string         `json:"station"`
+	Site        string         `json:"site"`
+	Door        string         `json:"door"`
+	State       string         `json:"state"` // online | offline
+	Direction   dock.Direction `json:"direction"`
+	Version     string         `json:"version"`
+	Time        time.Time      `json:"time"`
+	UptimeS     int64          `json:"uptime_s"`
+	ClockSynced bool           `json:"clock_synced"`
+	Readers     []readerStatus `json:"readers"`
+	Buffer      bufferStatus   `json:"buffer"`
+	Allowlist   allowlist.Info `json:"allowlist"`
+}
+
+type readerStatus struct {
+	ID   string `json:"id"`
+	Up   bool   `json:"up"`
+	Port string `json:"port,omitempty"`
+}
+
+type bufferStatus struct {
+	Depth      int     `json:"depth"`
+	Bytes      int64   `json:"bytes"`
+	OldestAgeS float64 `json:"oldest_age_s"`
+	Fill       float64 `json:"fill"`
+	Alarm      bool    `json:"alarm"`
+	Full       bool    `json:"full"`
+}
+
+func (d *daemon) status(state string) Status {
+	st := d.queue.Stats()
+	s := Status{
+		Schema: statusSchema, Station: d.cfg.Station.ID, Site: d.cfg.Station.Site, Door: d.cfg.Station.Door,
+		State: state, Direction: d.station.Direction(), Version: version, Time: time.Now().UTC(),
+		UptimeS: int64(time.Since(d.started).Seconds()), ClockSynced: clockSynced(),
+		Buffer: bufferStatus{Depth: st.Depth, Bytes: st.Bytes, Fill: st.Fill, Alarm: st.Alarm, Full: st.Full},
+	}
+	if !st.OldestAt.IsZero() {
+		s.Buffer.OldestAgeS = time.Since(st.OldestAt).Seconds()
+	}
+	for _, r := range d.station.Readers() {
+		s.Readers = append(s.Readers, readerStatus{ID: r.Reader, Up: r.Up, Port: r.Port})
+	}
+	s.Allowlist, _ = d.list.Info()
+	return s
+}
+
+func (d *daemon) publishStatus(state string) {
+	b, err := json.Marshal(d.status(state))
+	if err != nil {
+		return
+	}
+	d.up.SetStatus(b)
+}
+
+// clockSynced asks the kernel whether NTP has disciplined the clock (a Pi
+// without RTC boots at a stale time until then).
+func clockSynced() bool {
+	var tx unix.Timex
+	state, err := unix.Adjtimex(&tx)
+	if err != nil {
+		return true // cannot tell (e.g. seccomp): do not flag every event
+	}
+	return state != unix.TIME_ERROR && tx.Status&unix.STA_UNSYNC == 0
+}
+
+// outbox adapts the bbolt buffer to the pipeline's and the uplink's views.
+type outbox struct{ q *buffer.Queue }
+
+func (o outbox) Append(ctx context.Context, build func(seq uint64) ([]byte, error)) (uint64, error) {
+	seq, err := o.q.Append(ctx, build)
+	if errors.Is(err, buffer.ErrFull) {
+		err = fmt.Errorf("%w: %w", dock.ErrBufferFull, err)
+	}
+	return seq, err
+}
+
+func (o outbox) Pending(after uint64, max int) ([]uplink.Record, error) {
+	rs, err := o.q.Pending(after, max)
+	out := make([]uplink.Record, len(rs))
+	for i, r := range rs {
+		out[i] = uplink.Record{Seq: r.Seq, Payload: r.Payload}
+	}
+	return out, err
+}
+
+func (o outbox) Ack(seq uint64) error    { return o.q.Ack(seq) }
+func (o outbox) Notify() <-chan struct{} { return o.q.Notify() }

@@ -1,0 +1,161 @@
+// Command dockd is the dock-door station daemon and its technician tools.
+//
+//	dockd run --config /etc/dockd/dockd.yaml   run a station
+//	dockd demo                                 a demo station on embedded defaults
+//	dockd check-config FILE                    validate a config (file:line: reason)
+//	dockd decode [--rfid]                      decode scans from stdin, one JSON line each
+//	dockd allowlist import|export|stats|lookup manage the local allowlist
+//	dockd buffer stats|peek|export|import      inspect and carry the event backlog
+//	dockd version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/term"
+
+	"github.com/dockd/dockd/internal/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// exitError carries a process exit code through run's error return.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		code := 1
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code = ee.code
+		}
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "dockd:", err)
+		}
+		os.Exit(code)
+	}
+}
+
+const usage = `dockd — dock-door station daemon
+
+Usage:
+  dockd run --config FILE            run a station (default FILE /etc/dockd/dockd.yaml)
+  dockd demo                         a demo station: type scans, watch the light and what central receives
+  dockd check-config FILE            validate a config; exits 1 with file:line: reason on error
+  dockd decode [--rfid]              decode scans from stdin (one per line), print one JSON object per line
+  dockd allowlist import|export|stats|lookup ...
+  dockd buffer stats|peek|export|import ...
+  dockd version
+`
+
+// run dispatches a subcommand. It is main without os.Exit, for tests.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &exitError{2, errors.New("no command given")}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(ctx, rest, stderr)
+	case "demo":
+		return cmdDemo(ctx, rest, stdin, stdout, stderr)
+	case "check-config":
+		return cmdCheckConfig(rest, stdout)
+	case "decode":
+		return cmdDecode(rest, stdin, stdout)
+	case "allowlist":
+		return cmdAllowlist(ctx, rest, stdout, stderr)
+	case "buffer":
+		return cmdBuffer(ctx, rest, stdin, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "dockd", version)
+		return nil
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return &exitError{2, fmt.Errorf("unknown command %q", cmd)}
+}
+
+// loadConfig reads and validates a config file.
+func loadConfig(path string) (config.Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return config.Config{}, fmt.Errorf("reading config: %w", err)
+	}
+	return config.Parse(path, data)
+}
+
+// newLogger builds the slog logger the config asks for: text on a terminal,
+// JSON otherwise (journald), unless the format is forced.
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	format := c.Format
+	if format == "auto" || format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			format = "text"
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/dockd/dockd.yaml", "config file")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	d, err := openDaemon(cfg, log, daemonOptions{})
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx)
+}
+
+func cmdCheckConfig(args []string, stdout io.Writer) error {
+	if len(args) != 1 {
+		return &exitError{2, errors.New("usage: dockd check-config FILE")}
+	}
+	cfg, err := loadConfig(args[0])
+	if err == nil {
+		err = checkDevices(args[0], cfg)
+	}
+	if err != nil {
+		return &exitError{1, err}
+	}
+	fmt.Fprintf(stdout, "%s: OK (station %s, door %s, %s, %d reader(s), light %s)\n",
+		args[0], cfg.Station.ID, cfg.Station.Door, cfg.Station.Direction, len(cfg.Readers), cfg.Light.Driver)
+	return nil
+}

@@ -1,0 +1,375 @@
+package testkit
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// MosquittoPath is where the Debian package mosquitto installs the broker.
+const MosquittoPath = "/usr/sbin/mosquitto"
+
+// systemBrokerPort is the machine's own broker; the harness never uses it.
+const systemBrokerPort = 1883
+
+// How long the harness waits for the broker to accept connections or to exit.
+const (
+	mosqStartTimeout = 10 * time.Second
+	mosqStopTimeout  = 5 * time.Second
+	mosqBindRetries  = 5
+	mosqLogTailLines = 60
+)
+
+// EnsureMosquitto returns the path of the mosquitto binary. It fails the test
+// (it does not skip) when the broker is not installed: the Makefile installs
+// it before tests run.
+func EnsureMosquitto(t testing.TB) string {
+	t.Helper()
+	if fi, err := os.Stat(MosquittoPath); err == nil && !fi.IsDir() {
+		return MosquittoPath
+	}
+	if p, err := exec.LookPath("mosquitto"); err == nil {
+		return p
+	}
+	t.Fatalf("mosquitto broker not found at %s or in PATH: install the Debian package mosquitto (apt-get install mosquitto)", MosquittoPath)
+	return ""
+}
+
+// MosqOption adjusts the broker a test starts.
+type MosqOption func(*mosqConfig)
+
+type mosqConfig struct {
+	extra []string
+}
+
+// WithMosqConfig appends raw lines to the generated mosquitto.conf (for
+// example "max_inflight_messages 5"). The harness still owns the listener,
+// persistence and logging lines.
+func WithMosqConfig(lines ...string) MosqOption {
+	return func(c *mosqConfig) { c.extra = append(c.extra, lines...) }
+}
+
+// Mosquitto is one real mosquitto process owned by a test, listening on a
+// free 127.0.0.1 port with its own config, anonymous access, no persistence,
+// no limit on messages queued for a slow subscriber, and a log file in the
+// test's temp dir. The port stays the same across Stop/Kill and Start.
+// Methods other than URL and Port must be called from the test goroutine
+// (they may call t.Fatal); they are serialised by an internal mutex.
+type Mosquitto struct {
+	t       testing.TB
+	bin     string
+	dir     string
+	conf    string
+	logPath string
+	cfg     mosqConfig
+
+	mu     sync.Mutex
+	port   int
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has been waited for
+	paused bool
+}
+
+// StartMosquitto starts a broker for t and stops it at t.Cleanup. It picks a
+// free loopback port (listen on 127.0.0.1:0, close, let mosquitto bind it),
+// retrying with a new port if another process wins the race for it, and
+// returns once the port accepts TCP connections. When the test fails the tail
+// of the broker's log is written to the test log.
+func StartMosquitto(t testing.TB, opts ...MosqOption) *Mosquitto {
+	t.Helper()
+	m := &Mosquitto{t: t, bin: EnsureMosquitto(t), dir: t.TempDir()}
+	for _, o := range opts {
+		o(&m.cfg)
+	}
+	m.conf = filepath.Join(m.dir, "mosquitto.conf")
+	m.logPath = filepath.Join(m.dir, "mosquitto.log")
+
+	var lastErr error
+	for attempt := 0; attempt < mosqBindRetries; attempt++ {
+		port, err := freeLoopbackPort()
+		if err != nil {
+			t.Fatalf("mosquitto: pick a free port: %v", err)
+		}
+		m.port = port
+		if err := m.writeConfig(); err != nil {
+			t.Fatalf("mosquitto: %v", err)
+		}
+		if lastErr = m.start(); lastErr == nil {
+			break
+		}
+		if !errors.Is(lastErr, errMosqExited) {
+			break
+		}
+	}
+	if lastErr != nil {
+		m.dumpLog()
+		t.Fatalf("mosquitto: start on 127.0.0.1:%d: %v", m.port, lastErr)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			m.dumpLog()
+		}
+		m.Stop()
+	})
+	return m
+}
+
+// URL is the broker address for MQTT clients, "tcp://127.0.0.1:PORT".
+// Safe for concurrent use.
+func (m *Mosquitto) URL() string {
+	return "tcp://" + m.Addr()
+}
+
+// Addr is "127.0.0.1:PORT". Safe for concurrent use.
+func (m *Mosquitto) Addr() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(m.port))
+}
+
+// LogPath is the broker's log file.
+func (m *Mosquitto) LogPath() string { return m.logPath }
+
+// Running reports whether the broker process is alive (it may be paused).
+func (m *Mosquitto) Running() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.runningLocked()
+}
+
+func (m *Mosquitto) runningLocked() bool {
+	if m.cmd == nil {
+		return false
+	}
+	select {
+	case <-m.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Stop ends the broker with SIGTERM (a clean shutdown: mosquitto closes
+// client connections without publishing their wills) and waits for it to
+// exit, falling back to SIGKILL after 5 s. Stopping a stopped broker is a
+// no-op.
+func (m *Mosquitto) Stop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.runningLocked() {
+		return
+	}
+	m.resumeLocked() // a SIGSTOPped process would not act on SIGTERM
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.exited:
+	case <-time.After(mosqStopTimeout):
+		m.t.Logf("mosquitto: no exit %v after SIGTERM; sending SIGKILL", mosqStopTimeout)
+		_ = m.cmd.Process.Kill()
+		<-m.exited
+	}
+}
+
+// Kill ends the broker with SIGKILL, as a crash or power loss would: no
+// state is saved and client sockets are reset by the kernel. It waits for
+// the process to be reaped. Killing a stopped broker is a no-op.
+func (m *Mosquitto) Kill() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.runningLocked() {
+		return
+	}
+	_ = m.cmd.Process.Kill()
+	<-m.exited
+	m.paused = false
+}
+
+// Start restarts a stopped or killed broker on the same port and returns
+// once it accepts connections. The broker starts empty (no persistence): no
+// sessions, subscriptions or retained messages survive a restart. It fails
+// the test if the port cannot be bound again within a few seconds.
+func (m *Mosquitto) Start() {
+	m.t.Helper()
+	m.mu.Lock()
+	if m.runningLocked() {
+		m.mu.Unlock()
+		m.t.Fatalf("mosquitto: Start on 127.0.0.1:%d while still running", m.port)
+		return
+	}
+	m.mu.Unlock()
+	deadline := time.Now().Add(mosqStartTimeout)
+	for {
+		err := m.start()
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, errMosqExited) || time.Now().After(deadline) {
+			m.dumpLog()
+			m.t.Fatalf("mosquitto: restart on 127.0.0.1:%d: %v", m.port, err)
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // port still held (e.g. by a late close); retry
+	}
+}
+
+// Pause freezes the broker with SIGSTOP. The kernel still completes TCP
+// handshakes and buffers data, so clients see a peer that accepts
+// connections and writes but never answers (no CONNACK, PUBACK or PINGRESP).
+func (m *Mosquitto) Pause() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.runningLocked() || m.paused {
+		return
+	}
+	if err := m.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		m.t.Errorf("mosquitto: SIGSTOP: %v", err)
+		return
+	}
+	m.paused = true
+}
+
+// Resume continues a paused broker with SIGCONT.
+func (m *Mosquitto) Resume() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.resumeLocked()
+}
+
+func (m *Mosquitto) resumeLocked() {
+	if !m.paused || !m.runningLocked() {
+		m.paused = false
+		return
+	}
+	if err := m.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		m.t.Errorf("mosquitto: SIGCONT: %v", err)
+	}
+	m.paused = false
+}
+
+var errMosqExited = errors.New("mosquitto exited during start-up")
+
+// start launches the process and waits until the port accepts.
+func (m *Mosquitto) start() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cmd := exec.Command(m.bin, "-c", m.conf)
+	cmd.Dir = m.dir
+	var stderr bytes.Buffer
+	cmd.Stdout = &stderr
+	cmd.Stderr = &stderr
+	// Own process group, so a ^C to `go test` does not race our Stop.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("run %s -c %s: %w", m.bin, m.conf, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	m.cmd, m.exited, m.paused = cmd, exited, false
+
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(m.port))
+	deadline := time.Now().Add(mosqStartTimeout)
+	for {
+		select {
+		case <-exited:
+			return fmt.Errorf("%w (%s): %s", errMosqExited, cmd.ProcessState, strings.TrimSpace(stderr.String()))
+		default:
+		}
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			_ = c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("port %s did not accept within %v: %w", addr, mosqStartTimeout, err)
+		}
+		time.Sleep(20 * time.Millisecond) // bounded poll until the listener is up
+	}
+}
+
+func (m *Mosquitto) writeConfig() error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "listener %d 127.0.0.1\n", m.port)
+	b.WriteString("allow_anonymous true\n")
+	b.WriteString("persistence false\n")
+	// No per-client queue limit: a slow test subscriber must not have
+	// messages dropped by the broker (the default limit is 1000).
+	b.WriteString("max_queued_messages 0\n")
+	fmt.Fprintf(&b, "log_dest file %s\n", m.logPath)
+	for _, lt := range []string{"error", "warning", "notice", "information"} {
+		fmt.Fprintf(&b, "log_type %s\n", lt)
+	}
+	b.WriteString("connection_messages true\n")
+	b.WriteString("log_timestamp true\n")
+	b.WriteString("log_timestamp_format %H:%M:%S\n")
+	if os.Geteuid() == 0 {
+		// As root mosquitto would switch to user "mosquitto", which cannot
+		// write into the test's temp dir.
+		name := "root"
+		if u, err := user.Current(); err == nil {
+			name = u.Username
+		}
+		fmt.Fprintf(&b, "user %s\n", name)
+	}
+	for _, l := range m.cfg.extra {
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	if err := os.WriteFile(m.conf, []byte(b.String()), 0o600); err != nil {
+		return fmt.Errorf("write config %s: %w", m.conf, err)
+	}
+	return nil
+}
+
+func (m *Mosquitto) dumpLog() {
+	f, err := os.Open(m.logPath)
+	if err != nil {
+		m.t.Logf("mosquitto log %s: %v", m.logPath, err)
+		return
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > mosqLogTailLines {
+			lines = lines[1:]
+		}
+	}
+	m.t.Logf("mosquitto log tail (%s):\n%s", m.logPath, strings.Join(lines, "\n"))
+}
+
+// freeLoopbackPort asks the kernel for an unused 127.0.0.1 port. Another
+// process may take it before mosquitto binds it; callers retry.
+func freeLoopbackPort() (int, error) {
+	for i := 0; i < 10; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("listen 127.0.0.1:0: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		if err := l.Close(); err != nil {
+			return 0, fmt.Errorf("close probe listener on %d: %w", port, err)
+		}
+		if port != systemBrokerPort {
+			return port, nil
+		}
+	}
+	return 0, errors.New("kernel keeps handing out the system broker's port")
+}

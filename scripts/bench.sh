@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# make bench: every package's benchmarks, then one table of the station's
+# headline figures pulled from their output. Raw output: bin/bench.out.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bin
+out=bin/bench.out
+: > "$out"
+run() { # run PKG REGEX BENCHTIME
+  echo "== go test -bench '$2' -benchtime $3 $1" | tee -a "$out"
+  go test -run '^$' -bench "$2" -benchtime "$3" -benchmem "$1" 2>&1 | grep -E '^(Benchmark|ok|FAIL|PASS|goos|cpu)' | tee -a "$out"
+}
+run ./internal/scan . 1s
+run ./device/reader . 1s
+run ./internal/allowlist Lookup 200000x
+run ./buffer . 1s
+run ./uplink . 3x
+run ./cmd/dockd ScanToLight 1000x
+run ./cmd/dockd EndToEnd 5x
+
+# metric NAME-REGEX UNIT: the value before UNIT on the first matching benchmark line.
+metric() {
+  grep -E "^$1" "$out" | head -1 | awk -v u="$2" '{for (i=2;i<=NF;i++) if ($i==u) {print $(i-1); exit}}'
+}
+row() { printf '| %-52s | %14s | %s\n' "$1" "${2:-n/a}" "$3"; }
+echo
+echo "dockd headline figures ($(go env GOOS)/$(go env GOARCH), $(nproc) cores, $(date -u +%Y-%m-%d))"
+printf '| %-52s | %14s | %s\n' figure value unit
+row "decode: 4-AI GS1-128 element string"            "$(metric 'BenchmarkDecodeElementString' ns/op)" "ns/scan"
+row "decode: GS1 Digital Link URI"                   "$(metric 'BenchmarkDecodeDigitalLink' ns/op)" "ns/scan"
+row "decode: SGTIN-96"                               "$(metric 'BenchmarkDecodeSGTIN96' ns/op)" "ns/scan"
+row "allowlist look-up p99 (1M lots)"                "$(metric 'BenchmarkLookup' p99-µs)" "µs"
+row "durable append, concurrent (group commit)"      "$(metric 'BenchmarkAppendConcurrent' events/s)" "events/s"
+row "  baseline: raw bbolt, 100 values per tx"       "$(metric 'BenchmarkBoltBatch100' events/s)" "events/s"
+row "  baseline: raw bbolt, 1 value per tx"          "$(metric 'BenchmarkBoltOnePerTx' events/s)" "events/s"
+row "durable append, single appender p50"            "$(metric 'BenchmarkAppendSingle' p50-µs)" "µs"
+row "durable append, single appender p99"            "$(metric 'BenchmarkAppendSingle' p99-µs)" "µs"
+row "uplink drain to Mosquitto, QoS 1, in-flight 32" "$(metric 'BenchmarkDrain/inflight=32' msgs/s)" "msgs/s"
+row "scan → light p50 (pty → GPIO edge, whole daemon)" "$(metric 'BenchmarkScanToLight' scan-light-p50-µs)" "µs"
+row "scan → light p99"                               "$(metric 'BenchmarkScanToLight' scan-light-p99-µs)" "µs"
+row "end to end: pty → Mosquitto subscriber"         "$(metric 'BenchmarkEndToEnd' events/s)" "events/s"

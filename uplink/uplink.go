@@ -1,0 +1,344 @@
+// Package uplink publishes the station's custody events to the central MQTT
+// broker with store-and-forward, and carries the station's status and the
+// downlink subscriptions (allowlist updates, commands).
+//
+// # Delivery semantics
+//
+// Events are delivered at least once, in order per station. The durable
+// queue is the Outbox, never paho's stores (paho's file store does not fsync
+// and its memory store reorders on reconnect). The Client publishes at QoS 1,
+// oldest first, keeping up to Config.InFlight publishes unacknowledged. It
+// acknowledges the Outbox only up to the contiguous prefix of records whose
+// PUBACK it received on the connection they were sent on, so a record leaves
+// the Outbox only after a real acknowledgement and never past a gap.
+//
+// Each connection is a generation with its own paho client (clean session,
+// no auto-reconnect). When a connection is lost, times out an
+// acknowledgement, or stalls, everything in flight on it is forgotten and,
+// after reconnecting with backoff, the Client re-reads the Outbox from after
+// the last acknowledged record, resending unacknowledged records with the
+// same payload. After a process restart it resumes from the Outbox as well.
+// Central drops the resulting duplicates by the event id inside the payload.
+// Within one connection no record is published twice.
+package uplink
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Record is one queued event: its per-station sequence number and the bytes
+// to publish (the JSON custody event, published verbatim).
+type Record struct {
+	Seq     uint64
+	Payload []byte
+}
+
+// Outbox is the durable queue the Client drains (buffer.Queue, adapted in
+// cmd). The Client calls it from a single goroutine.
+type Outbox interface {
+	// Pending returns up to max records with Seq > after, oldest first, in
+	// strictly increasing Seq order. It must not block on network I/O.
+	Pending(after uint64, max int) ([]Record, error)
+	// Ack durably removes every record with Seq <= seq.
+	Ack(seq uint64) error
+	// Notify delivers a coalesced wake-up after appends. The signal for an
+	// append must be sent after the record is visible to Pending, and must
+	// not be lost when nobody is receiving (a channel with a buffer of one
+	// and a non-blocking send does this).
+	Notify() <-chan struct{}
+}
+
+// Config configures a Client. Zero durations and InFlight take defaults.
+type Config struct {
+	// Broker is the broker URL: tcp:// or mqtt:// for plain TCP, ssl://,
+	// tls:// or mqtts:// for TLS (with TLS, or a default tls.Config).
+	Broker   string
+	ClientID string // fixed per station; the broker's session key
+	Username string
+	Password string
+	TLS      *tls.Config // optional; ServerName defaults to the broker host
+
+	// EventsTopic is where events are published (QoS 1, not retained),
+	// e.g. dockd/v1/{site}/{door}/events.
+	EventsTopic string
+	// StatusTopic carries the retained station status: SetStatus payloads
+	// while connected, Will when the station vanishes (published by the
+	// broker) or shuts down cleanly (published by the Client). Empty
+	// disables status and will.
+	StatusTopic string
+	// Will is the offline status, e.g. {"state":"offline"}.
+	Will []byte
+
+	InFlight       int           // max unacknowledged event publishes (default 32, max 65535)
+	AckTimeout     time.Duration // PUBACK/SUBACK/PINGRESP deadline; a stalled broker is dropped after it (default 10 s)
+	ConnectTimeout time.Duration // TCP + TLS + CONNACK deadline (default 10 s)
+	KeepAlive      time.Duration // MQTT keepalive, whole seconds, at least 1 s (default 30 s)
+	MinBackoff     time.Duration // first reconnect delay (default 500 ms)
+	MaxBackoff     time.Duration // reconnect delay cap (default 30 s); delays are jittered
+	// ShutdownTimeout bounds the offline-status publish and DISCONNECT when
+	// Run's context ends (default 2 s).
+	ShutdownTimeout time.Duration
+}
+
+// Defaults applied by New to zero fields.
+const (
+	DefaultInFlight        = 32
+	DefaultAckTimeout      = 10 * time.Second
+	DefaultConnectTimeout  = 10 * time.Second
+	DefaultKeepAlive       = 30 * time.Second
+	DefaultMinBackoff      = 500 * time.Millisecond
+	DefaultMaxBackoff      = 30 * time.Second
+	DefaultShutdownTimeout = 2 * time.Second
+)
+
+// idlePoll is how often an idle connection re-reads the Outbox even without
+// a Notify, and how soon a failed Pending is retried.
+const idlePoll = 5 * time.Second
+
+// ErrInvalidConfig is wrapped by New's errors for an unusable Config.
+var ErrInvalidConfig = errors.New("uplink: invalid config")
+
+// Stats is a snapshot of the Client's counters since New.
+type Stats struct {
+	Published uint64    // event PUBLISH packets sent, resends included
+	Acked     uint64    // events acknowledged by the broker (each counted once)
+	Resent    uint64    // publishes of records already sent on an earlier connection
+	InFlight  int       // event publishes awaiting PUBACK now
+	LastAck   time.Time // when the last event PUBACK was taken
+	Connected bool
+	Connects  uint64 // connections established (subscribed and status published)
+	// AckedSeq is the highest Seq acknowledged by the broker; OutboxSeq the
+	// highest Seq the Outbox has durably acknowledged (lower after an Ack
+	// error, until a later Ack succeeds).
+	AckedSeq, OutboxSeq uint64
+	// PublishLatency is publish-to-PUBACK time: the most recent sample and
+	// an exponentially weighted moving average (weight 1/8).
+	PublishLatency, PublishLatencyAvg time.Duration
+}
+
+// Handler receives a downlink message. It is called from the connection's
+// receive goroutine, one message at a time in arrival order, and must
+// return quickly (hand work to another goroutine); it may call SetStatus.
+type Handler func(topic string, payload []byte)
+
+type subscription struct {
+	filter string
+	qos    byte
+	fn     Handler
+}
+
+// Client is the MQTT uplink. Create it with New, configure it with
+// OnConnectionChange and Handle, then call Run once. Connected, SetStatus and
+// Stats are safe for concurrent use at any time.
+type Client struct {
+	cfg    Config
+	broker *url.URL
+	out    Outbox
+	log    *slog.Logger
+
+	// Set before Run.
+	onChange func(up bool)
+	subs     []subscription
+	started  atomic.Bool
+
+	connected  atomic.Bool
+	statusMu   sync.Mutex
+	status     []byte
+	statusKick chan struct{} // cap 1
+
+	// ackedSeq is the broker-acknowledged prefix; only Run's goroutine
+	// writes it.
+	ackedSeq   uint64
+	outboxSeq  uint64 // highest Seq the Outbox Ack succeeded for
+	maxSentSeq uint64 // highest Seq ever published by this process
+	generation uint64
+
+	statsMu sync.Mutex
+	stats   Stats
+}
+
+// New validates cfg, applies defaults and returns an idle Client. log may
+// be nil (slog.Default is used).
+func New(cfg Config, out Outbox, log *slog.Logger) (*Client, error) {
+	if out == nil {
+		return nil, fmt.Errorf("%w: nil Outbox", ErrInvalidConfig)
+	}
+	if cfg.ClientID == "" {
+		return nil, fmt.Errorf("%w: empty ClientID", ErrInvalidConfig)
+	}
+	if cfg.EventsTopic == "" {
+		return nil, fmt.Errorf("%w: empty EventsTopic", ErrInvalidConfig)
+	}
+	u, err := url.Parse(cfg.Broker)
+	if err != nil {
+		return nil, fmt.Errorf("%w: broker %q: %v", ErrInvalidConfig, cfg.Broker, err)
+	}
+	switch u.Scheme {
+	case "tcp", "mqtt", "ssl", "tls", "mqtts":
+	default:
+		return nil, fmt.Errorf("%w: broker %q: scheme %q not supported (tcp, mqtt, ssl, tls, mqtts)", ErrInvalidConfig, cfg.Broker, u.Scheme)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("%w: broker %q: no host", ErrInvalidConfig, cfg.Broker)
+	}
+	if u.Port() == "" {
+		port := "1883"
+		if isTLSScheme(u.Scheme) {
+			port = "8883"
+		}
+		u.Host = u.Host + ":" + port
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if cfg.InFlight == 0 {
+		cfg.InFlight = DefaultInFlight
+	}
+	def(&cfg.AckTimeout, DefaultAckTimeout)
+	def(&cfg.ConnectTimeout, DefaultConnectTimeout)
+	def(&cfg.KeepAlive, DefaultKeepAlive)
+	def(&cfg.MinBackoff, DefaultMinBackoff)
+	def(&cfg.MaxBackoff, DefaultMaxBackoff)
+	def(&cfg.ShutdownTimeout, DefaultShutdownTimeout)
+	switch {
+	case cfg.InFlight < 1 || cfg.InFlight > 65535:
+		return nil, fmt.Errorf("%w: InFlight %d not in 1..65535", ErrInvalidConfig, cfg.InFlight)
+	case cfg.KeepAlive < time.Second:
+		return nil, fmt.Errorf("%w: KeepAlive %v below 1s (MQTT counts whole seconds)", ErrInvalidConfig, cfg.KeepAlive)
+	case cfg.AckTimeout < 0 || cfg.ConnectTimeout < 0 || cfg.MinBackoff < 0 || cfg.ShutdownTimeout < 0:
+		return nil, fmt.Errorf("%w: negative duration", ErrInvalidConfig)
+	case cfg.MaxBackoff < cfg.MinBackoff:
+		return nil, fmt.Errorf("%w: MaxBackoff %v below MinBackoff %v", ErrInvalidConfig, cfg.MaxBackoff, cfg.MinBackoff)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Client{
+		cfg:        cfg,
+		broker:     u,
+		out:        out,
+		log:        log.With("component", "uplink", "broker", u.Redacted(), "client_id", cfg.ClientID),
+		statusKick: make(chan struct{}, 1),
+	}, nil
+}
+
+// OnConnectionChange registers fn, called from Run's goroutine with true once
+// a connection is fully up (subscribed, status published) and with false
+// when it ends. Calls alternate, starting with true. fn must not block for
+// long. Call before Run; it panics afterwards.
+func (c *Client) OnConnectionChange(fn func(up bool)) {
+	if c.started.Load() {
+		panic("uplink: OnConnectionChange after Run")
+	}
+	c.onChange = fn
+}
+
+// Handle subscribes fn to filter at qos on every connection (the broker
+// session is clean, so messages published while the station is offline are
+// not queued; central should retain state such as allowlist versions). A
+// filter the broker refuses is logged, not retried. See Handler for how fn
+// is called. Call before Run; it panics afterwards.
+func (c *Client) Handle(filter string, qos byte, fn func(topic string, payload []byte)) {
+	if c.started.Load() {
+		panic("uplink: Handle after Run")
+	}
+	c.subs = append(c.subs, subscription{filter: filter, qos: qos, fn: fn})
+}
+
+// Connected reports whether a connection is fully up. Safe for concurrent
+// use.
+func (c *Client) Connected() bool { return c.connected.Load() }
+
+// SetStatus sets the retained status payload (e.g. {"state":"online",...}).
+// It is published now if connected and again after every (re)connect. It
+// never blocks; only the latest payload is published. Until the first call
+// no online status is published. Safe for concurrent use.
+func (c *Client) SetStatus(payload []byte) {
+	p := append([]byte(nil), payload...)
+	c.statusMu.Lock()
+	c.status = p
+	c.statusMu.Unlock()
+	select {
+	case c.statusKick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Client) currentStatus() []byte {
+	c.statusMu.Lock()
+	defer c.statusMu.Unlock()
+	return c.status
+}
+
+// Stats returns a snapshot of the counters. Safe for concurrent use.
+func (c *Client) Stats() Stats {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	s := c.stats
+	s.Connected = c.connected.Load()
+	return s
+}
+
+func (c *Client) updateStats(fn func(*Stats)) {
+	c.statsMu.Lock()
+	fn(&c.stats)
+	c.statsMu.Unlock()
+}
+
+func (c *Client) setConnected(up bool) {
+	if c.connected.Swap(up) == up {
+		return
+	}
+	if c.onChange != nil {
+		c.onChange(up)
+	}
+}
+
+// Run connects, drains the Outbox and keeps reconnecting with jittered
+// exponential backoff (reset after each connection that came fully up) until
+// ctx ends. It then publishes the offline status (Will) if connected, waits
+// for its PUBACK at most ShutdownTimeout (taking the acknowledgements of
+// events sent before it), disconnects and returns ctx.Err(). A connect
+// attempt in progress is aborted at once; a publish blocked on a full socket
+// may delay the return by up to AckTimeout. Run may be called only once per
+// Client; it owns every goroutine it starts (paho's included) and stops
+// them before returning, apart from paho's brief disconnect teardown.
+func (c *Client) Run(ctx context.Context) error {
+	if c.started.Swap(true) {
+		return errors.New("uplink: Run called twice")
+	}
+	backoff := c.cfg.MinBackoff
+	for {
+		c.generation++
+		wasUp, err := c.session(ctx, c.generation)
+		c.setConnected(false)
+		c.updateStats(func(s *Stats) { s.InFlight = 0 })
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.log.Warn("connection ended", "gen", c.generation, "err", err, "acked_seq", c.ackedSeq)
+		// A connection that came fully up resets the backoff.
+		if wasUp {
+			backoff = c.cfg.MinBackoff
+		}
+		delay := jitter(backoff)
+		backoff = min(backoff*2, c.cfg.MaxBackoff)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
