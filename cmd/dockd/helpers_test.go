@@ -88,11 +88,15 @@ type testStation struct {
 	dir    string
 	pty    *testkit.PTY
 	broker *testkit.Mosquitto
-	sub    *testkit.Subscriber
-	pins   map[string]*testkit.RecordingPin
-	d      *daemon
-	cancel context.CancelFunc
-	done   chan error
+	// brokerDir holds the broker's persistence file.
+	brokerDir string
+	sub       *testkit.Subscriber
+	pins      map[string]*testkit.RecordingPin
+	d         *daemon
+	cancel    context.CancelFunc
+	done      chan error
+
+	logs *syncBuffer // the daemon's log, for assertions
 
 	mu     sync.Mutex
 	events []dock.CustodyEvent // as decided, in order
@@ -102,20 +106,47 @@ type testStation struct {
 // persistentBroker keeps subscriptions across a graceful broker restart,
 // so the test subscriber does not race the daemon to resubscribe.
 func persistentBroker(t testing.TB) *testkit.Mosquitto {
+	b, _ := persistentBrokerDir(t)
+	return b
+}
+
+// persistentBrokerDir also returns where the broker saves its database.
+func persistentBrokerDir(t testing.TB) (*testkit.Mosquitto, string) {
 	dir := t.TempDir()
-	return testkit.StartMosquitto(t, testkit.WithMosqConfig("persistence true", "persistence_location "+dir+"/", "autosave_interval 1"))
+	return testkit.StartMosquitto(t, testkit.WithMosqConfig("persistence true", "persistence_location "+dir+"/", "autosave_interval 1")), dir
+}
+
+// waitBrokerSaved waits until the broker has written its database after
+// since, so sessions that existed at since survive a kill -9.
+func waitBrokerSaved(t testing.TB, dir string, since time.Time) {
+	t.Helper()
+	waitUntil(t, 15*time.Second, "the broker to save its session database", func() bool {
+		fi, err := os.Stat(filepath.Join(dir, "mosquitto.db"))
+		return err == nil && fi.ModTime().After(since)
+	})
 }
 
 func startStation(t testing.TB) *testStation {
 	t.Helper()
+	return startStationWith(t, nil)
+}
+
+// startStationWith is startStation with a hook that may edit the config
+// text and prepare the state directory before the daemon opens it.
+func startStationWith(t testing.TB, prepare func(dir, yaml string) string) *testStation {
+	t.Helper()
 	s := &testStation{t: t, dir: t.TempDir(), seen: make(chan struct{}, 1)}
 	s.pty = testkit.NewPTY(t)
-	s.broker = persistentBroker(t)
+	s.broker, s.brokerDir = persistentBrokerDir(t)
 	s.sub = testkit.NewSubscriber(t, s.broker.URL(), "dockd/v1/test-site/door-9/#")
 	s.pins = testkit.RegisterPins(t, "GPIO17", "GPIO27", "GPIO22", "GPIO23")
 	importSample(t, s.dir)
 	path := filepath.Join(s.dir, "dockd.yaml")
-	os.WriteFile(path, []byte(stationConfig(s.dir, s.pty.Path(), s.broker.URL(), "gpio")), 0o600)
+	yaml := stationConfig(s.dir, s.pty.Path(), s.broker.URL(), "gpio")
+	if prepare != nil {
+		yaml = prepare(s.dir, yaml)
+	}
+	os.WriteFile(path, []byte(yaml), 0o600)
 	cfg, err := loadConfig(path)
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +155,8 @@ func startStation(t testing.TB) *testStation {
 	if _, bench := t.(*testing.B); bench {
 		level = slog.LevelWarn // a log line per decision would be measured too
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	s.logs = &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, s.logs), &slog.HandlerOptions{Level: level}))
 	s.d, err = openDaemon(cfg, log, daemonOptions{})
 	if err != nil {
 		t.Fatal(err)

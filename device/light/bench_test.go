@@ -53,13 +53,14 @@ func BenchmarkDecisionToPin(b *testing.B) {
 	<-done
 }
 
-// BenchmarkPatternLevels measures evaluating one pattern at a point in time.
-func BenchmarkPatternLevels(b *testing.B) {
-	p := DefaultPatterns()[CauseBufferFull]
+// BenchmarkTrackerAdvance measures following one blinking output.
+func BenchmarkTrackerAdvance(b *testing.B) {
+	t0 := time.Now()
+	tr := tracker{sig: Blink(500*time.Millisecond, 500*time.Millisecond), start: t0}
 	var sink bool
 	for i := 0; i < b.N; i++ {
-		on, _ := p.levels(time.Duration(i) * time.Millisecond)
-		sink = sink != on[outBuzzer]
+		on, _ := tr.advance(t0.Add(time.Duration(i) * 100 * time.Millisecond))
+		sink = sink != on
 	}
 	_ = sink
 }

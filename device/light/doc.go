@@ -31,7 +31,10 @@
 //
 // A Pattern gives each output a Signal: off, steady, blink (on/off times,
 // repeating) or a number of pulses. Time runs from when the pattern starts
-// showing. The defaults (see DefaultPatterns) are: accept green steady;
+// showing. Each output moves through its phases one at a time and every
+// phase lasts its full length: if Run was stalled (a loaded machine), the
+// rest of the pattern shifts later rather than a beep or flash being
+// skipped. The defaults (see DefaultPatterns) are: accept green steady;
 // warn amber steady + 1 beep; reject red steady + 3 beeps; reader down
 // amber 1 Hz blink; broker offline amber 0.5 Hz short flash; buffer high
 // amber slow even blink; buffer full amber + red steady with a buzzer chirp

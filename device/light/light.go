@@ -282,7 +282,8 @@ func (l *StackLight) Run(ctx context.Context) error {
 		case <-l.wake:
 		case <-timerC:
 		case req := <-testReq:
-			r.test = &activeTest{req: req, start: time.Now()}
+			now := time.Now()
+			r.test = &activeTest{req: req, began: now, stepStart: now}
 			l.log.Info("stack light test started")
 		case <-testCancel:
 			r.test.req.done <- context.Canceled
@@ -292,10 +293,12 @@ func (l *StackLight) Run(ctx context.Context) error {
 	}
 }
 
-// activeTest is a lamp test in progress.
+// activeTest is a lamp test in progress: output step is on since stepStart.
 type activeTest struct {
-	req   *testRequest
-	start time.Time
+	req       *testRequest
+	began     time.Time
+	step      int
+	stepStart time.Time
 }
 
 // shownDecision is a decision being shown.
@@ -324,7 +327,8 @@ type runner struct {
 	test          *activeTest
 	shown         shownKey
 	shownStart    time.Time
-	written       [numOutputs]bool // logical level last written successfully
+	tracks        [numOutputs]tracker // the shown pattern's outputs (not for the test)
+	written       [numOutputs]bool    // logical level last written successfully
 	writtenValid  [numOutputs]bool
 	failing       [numOutputs]bool
 }
@@ -364,25 +368,34 @@ func (r *runner) step(now time.Time) time.Time {
 		}
 	}
 
+	// The lamp test moves one step per call, each step lasting at least
+	// TestStep, so every output is seen even if Run was stalled.
+	if r.test != nil && !now.Before(r.test.stepStart.Add(l.testStep)) {
+		next := r.test.stepStart.Add(l.testStep)
+		if now.Sub(next) > maxLag {
+			next = now
+		}
+		r.test.step++
+		r.test.stepStart = next
+		if r.test.step >= numOutputs {
+			r.test.req.done <- nil
+			r.test = nil
+			l.log.Info("stack light test done")
+		}
+	}
+
 	// Decide what shows: test > decision > highest condition > idle.
 	var key shownKey
 	var start time.Time
 	var pat Pattern
 	var on [numOutputs]bool
-	var patNext time.Duration = -1
 	silenced := false
-	if r.test != nil && r.testStepAt(now) >= numOutputs {
-		r.test.req.done <- nil
-		r.test = nil
-		l.log.Info("stack light test done")
-	}
 	switch {
 	case r.test != nil:
 		key = shownKey{cause: CauseTest}
-		start = r.test.start
-		i := r.testStepAt(now)
-		on[i] = true
-		schedule(start.Add(time.Duration(i+1) * l.testStep))
+		start = r.test.began
+		on[r.test.step] = true
+		schedule(r.test.stepStart.Add(l.testStep))
 	case r.dec != nil:
 		key = shownKey{cause: Cause(r.dec.verdict), seq: r.dec.seq}
 		start = r.dec.at
@@ -400,9 +413,23 @@ func (r *runner) step(now time.Time) time.Time {
 		pat = l.patterns[CauseIdle]
 	}
 	if key != r.shown {
-		if key.cause != CauseTest && r.dec == nil {
+		if r.test == nil && r.dec == nil {
 			// A base pattern (re)starts now, so blinks begin with their on-phase.
 			r.shownStart = now
+		}
+		if start.IsZero() {
+			start = r.shownStart
+		}
+		if key.cause != CauseTest {
+			// A decision picked up late starts its pattern from the first
+			// phase now rather than skipping the phases already due.
+			trackStart := start
+			if now.Sub(trackStart) > maxLag {
+				trackStart = now
+			}
+			for i, sig := range pat.signals() {
+				r.tracks[i] = tracker{sig: sig, start: trackStart}
+			}
 		}
 		r.shown = key
 		l.log.Debug("stack light showing", "cause", key.cause)
@@ -411,9 +438,12 @@ func (r *runner) step(now time.Time) time.Time {
 		start = r.shownStart
 	}
 	if key.cause != CauseTest {
-		on, patNext = pat.levels(now.Sub(start))
-		if patNext >= 0 {
-			schedule(now.Add(patNext))
+		for i := range r.tracks {
+			var end time.Time
+			on[i], end = r.tracks[i].advance(now)
+			if !end.IsZero() {
+				schedule(end)
+			}
 		}
 	}
 
@@ -459,16 +489,6 @@ func (r *runner) step(now time.Time) time.Time {
 	l.state = st
 	l.mu.Unlock()
 	return next
-}
-
-// testStepAt returns which output the lamp test has on at now; numOutputs
-// or more means the test is over.
-func (r *runner) testStepAt(now time.Time) int {
-	el := now.Sub(r.test.start)
-	if el < 0 {
-		el = 0
-	}
-	return int(el / r.l.testStep)
 }
 
 // write sets the outputs to the logical levels on, skipping outputs already

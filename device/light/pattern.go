@@ -40,46 +40,76 @@ func Pulses(n int, on, off time.Duration) Signal {
 	return Signal{Kind: SignalPulses, On: on, Off: off, Count: n}
 }
 
-// at reports whether s is on at elapsed time el since the pattern started,
-// and how long until it next changes (negative: never).
-func (s Signal) at(el time.Duration) (on bool, next time.Duration) {
-	if el < 0 {
-		el = 0
-	}
+// phase returns whether s is on during its phase i (phases count from 0
+// when the pattern starts) and how long that phase lasts (negative: for
+// ever). Blink alternates on/off phases without end; Pulses has 2·Count-1
+// phases and is then off for ever.
+func (s Signal) phase(i int) (on bool, dur time.Duration) {
 	switch s.Kind {
 	case SignalSteady:
 		return true, -1
-	case SignalBlink, SignalPulses:
-		if s.On <= 0 {
+	case SignalBlink:
+		switch {
+		case s.On <= 0:
 			return false, -1
+		case s.Off <= 0:
+			return true, -1
+		case i%2 == 0:
+			return true, s.On
+		default:
+			return false, s.Off
 		}
-		if s.Off <= 0 {
-			// Degenerate cycle with no off-time: on while it lasts.
-			if s.Kind == SignalBlink {
-				return true, -1
+	case SignalPulses:
+		switch {
+		case s.On <= 0 || s.Count <= 0:
+			return false, -1
+		case s.Off <= 0:
+			if i == 0 {
+				return true, time.Duration(s.Count) * s.On
 			}
-			total := time.Duration(s.Count) * s.On
-			if el < total {
-				return true, total - el
-			}
 			return false, -1
-		}
-		cycle := s.On + s.Off
-		n := el / cycle
-		ph := el % cycle
-		if s.Kind == SignalPulses && n >= time.Duration(s.Count) {
+		case i >= 2*s.Count-1:
 			return false, -1
+		case i%2 == 0:
+			return true, s.On
+		default:
+			return false, s.Off
 		}
-		if ph < s.On {
-			return true, s.On - ph
-		}
-		if s.Kind == SignalPulses && n == time.Duration(s.Count)-1 {
-			return false, -1
-		}
-		return false, cycle - ph
 	default:
 		return false, -1
 	}
+}
+
+// maxLag is how late a phase may start and still keep the pattern's
+// schedule; a later start (the goroutine was stalled) shifts the rest of
+// the pattern instead, so no phase is skipped or cut short by more than this.
+const maxLag = 20 * time.Millisecond
+
+// tracker follows one Signal through its phases in real time. Each step
+// advances at most one phase, so a stall never swallows a beep or a flash.
+type tracker struct {
+	sig   Signal
+	idx   int
+	start time.Time // when phase idx began
+}
+
+// advance moves t to the phase current at now and returns its on-state and
+// the time it ends (zero: never).
+func (t *tracker) advance(now time.Time) (on bool, end time.Time) {
+	on, dur := t.sig.phase(t.idx)
+	if dur >= 0 && !now.Before(t.start.Add(dur)) {
+		next := t.start.Add(dur)
+		t.idx++
+		on, dur = t.sig.phase(t.idx)
+		if now.Sub(next) > maxLag {
+			next = now
+		}
+		t.start = next
+	}
+	if dur < 0 {
+		return on, time.Time{}
+	}
+	return on, t.start.Add(dur)
 }
 
 // Pattern is what the four outputs do while one cause is shown.
@@ -87,19 +117,9 @@ type Pattern struct {
 	Green, Amber, Red, Buzzer Signal
 }
 
-// levels returns each output's on-state at elapsed time el in the order
-// green, amber, red, buzzer, and the time until the earliest change
-// (negative: never).
-func (p Pattern) levels(el time.Duration) (on [numOutputs]bool, next time.Duration) {
-	next = -1
-	for i, s := range [numOutputs]Signal{p.Green, p.Amber, p.Red, p.Buzzer} {
-		var n time.Duration
-		on[i], n = s.at(el)
-		if n >= 0 && (next < 0 || n < next) {
-			next = n
-		}
-	}
-	return on, next
+// signals returns the pattern's signals in output order.
+func (p Pattern) signals() [numOutputs]Signal {
+	return [numOutputs]Signal{p.Green, p.Amber, p.Red, p.Buzzer}
 }
 
 // Cause names what the light is showing: a decision, a condition, the lamp

@@ -5,53 +5,73 @@ import (
 	"time"
 )
 
-func TestSignalAt(t *testing.T) {
+func TestSignalPhase(t *testing.T) {
 	ms := time.Millisecond
+	type ph struct {
+		on  bool
+		dur time.Duration
+	}
 	tests := []struct {
-		name   string
-		s      Signal
-		el     time.Duration
-		on     bool
-		change time.Duration // -1: never
+		name string
+		s    Signal
+		want []ph // phases 0.. ; the last repeats for ever if its dur is -1
 	}{
-		{"off", Signal{}, 5 * ms, false, -1},
-		{"steady", Steady(), time.Hour, true, -1},
-		{"blink start", Blink(100*ms, 300*ms), 0, true, 100 * ms},
-		{"blink in on", Blink(100*ms, 300*ms), 40 * ms, true, 60 * ms},
-		{"blink in off", Blink(100*ms, 300*ms), 100 * ms, false, 300 * ms},
-		{"blink later cycle on", Blink(100*ms, 300*ms), 1250 * ms, true, 50 * ms},
-		{"blink later cycle off", Blink(100*ms, 300*ms), 1350 * ms, false, 250 * ms},
-		{"blink negative elapsed", Blink(100*ms, 300*ms), -5 * ms, true, 100 * ms},
-		{"pulse 1 on", Pulses(3, 150*ms, 150*ms), 10 * ms, true, 140 * ms},
-		{"pulse 1 gap", Pulses(3, 150*ms, 150*ms), 200 * ms, false, 100 * ms},
-		{"pulse 3 on", Pulses(3, 150*ms, 150*ms), 610 * ms, true, 140 * ms},
-		{"after last pulse", Pulses(3, 150*ms, 150*ms), 750 * ms, false, -1},
-		{"long after", Pulses(3, 150*ms, 150*ms), time.Hour, false, -1},
-		{"zero pulses", Pulses(0, 150*ms, 150*ms), 0, false, -1},
-		{"blink without on-time", Blink(0, 100*ms), 0, false, -1},
-		{"blink without off-time", Blink(100*ms, 0), 5 * time.Second, true, -1},
-		{"pulses without off-time", Pulses(2, 100*ms, 0), 150 * ms, true, 50 * ms},
-		{"pulses without off-time done", Pulses(2, 100*ms, 0), 200 * ms, false, -1},
+		{"off", Signal{}, []ph{{false, -1}}},
+		{"steady", Steady(), []ph{{true, -1}}},
+		{"blink", Blink(100*ms, 300*ms), []ph{{true, 100 * ms}, {false, 300 * ms}, {true, 100 * ms}, {false, 300 * ms}, {true, 100 * ms}}},
+		{"pulses", Pulses(3, 150*ms, 50*ms), []ph{{true, 150 * ms}, {false, 50 * ms}, {true, 150 * ms}, {false, 50 * ms}, {true, 150 * ms}, {false, -1}}},
+		{"one pulse", Pulses(1, 150*ms, 50*ms), []ph{{true, 150 * ms}, {false, -1}}},
+		{"zero pulses", Pulses(0, 150*ms, 150*ms), []ph{{false, -1}}},
+		{"blink without on-time", Blink(0, 100*ms), []ph{{false, -1}}},
+		{"blink without off-time", Blink(100*ms, 0), []ph{{true, -1}}},
+		{"pulses without off-time", Pulses(2, 100*ms, 0), []ph{{true, 200 * ms}, {false, -1}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			on, next := tc.s.at(tc.el)
-			if on != tc.on || next != tc.change {
-				t.Errorf("at(%v) = %v, %v; want %v, %v", tc.el, on, next, tc.on, tc.change)
+			for i, w := range tc.want {
+				on, dur := tc.s.phase(i)
+				if on != w.on || dur != w.dur {
+					t.Errorf("phase(%d) = %v, %v; want %v, %v", i, on, dur, w.on, w.dur)
+				}
+			}
+			if last := tc.want[len(tc.want)-1]; last.dur < 0 {
+				if on, dur := tc.s.phase(len(tc.want) + 7); on != last.on || dur != last.dur {
+					t.Errorf("final phase does not last: phase(%d) = %v, %v", len(tc.want)+7, on, dur)
+				}
 			}
 		})
 	}
 }
 
-func TestPatternLevelsEarliestChange(t *testing.T) {
-	p := DefaultPatterns()[CauseReject]
-	on, next := p.levels(0)
-	if on != [numOutputs]bool{false, false, true, true} || next != beepOn {
-		t.Errorf("reject at 0: %v next %v", on, next)
+func TestTrackerKeepsScheduleAndNeverSkips(t *testing.T) {
+	ms := time.Millisecond
+	t0 := time.Unix(1000, 0)
+	tr := tracker{sig: Pulses(3, 150*ms, 150*ms), start: t0}
+	steps := []struct {
+		at  time.Duration // since t0
+		on  bool
+		end time.Duration // since t0; -1: never
+	}{
+		{0, true, 150 * ms},
+		{100 * ms, true, 150 * ms},
+		{152 * ms, false, 300 * ms}, // on time (lag within maxLag): schedule kept
+		{300 * ms, true, 450 * ms},
+		// Stalled from 300ms to 900ms: the gap phase runs now instead of
+		// the whole rest being skipped, and each phase keeps its length.
+		{900 * ms, false, 1050 * ms},
+		{1050 * ms, true, 1200 * ms}, // the third beep still sounds
+		{5000 * ms, false, -1},
+		{9000 * ms, false, -1},
 	}
-	on, next = p.levels(time.Second)
-	if on != [numOutputs]bool{false, false, true, false} || next != -1 {
-		t.Errorf("reject after beeps: %v next %v", on, next)
+	for _, st := range steps {
+		on, end := tr.advance(t0.Add(st.at))
+		wantEnd := time.Time{}
+		if st.end >= 0 {
+			wantEnd = t0.Add(st.end)
+		}
+		if on != st.on || !end.Equal(wantEnd) {
+			t.Errorf("advance(+%v) = %v, +%v; want %v, +%v", st.at, on, end.Sub(t0), st.on, st.end)
+		}
 	}
 }
 
