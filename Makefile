@@ -37,6 +37,10 @@ fuzz:
 bench:
 	@scripts/bench.sh
 
+# Long fault soaks, not in `make test`: 1,000 randomised kill -9 points.
+soak: test-deps
+	DOCKD_KILL_POINTS=1000 $(GO) test -race -count=1 -run '^TestCrashPoints$$' -timeout 90m -v ./cmd/dockd
+
 cross:
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dockd-linux-arm64 ./cmd/dockd
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dockd-linux-armv7 ./cmd/dockd

@@ -17,6 +17,8 @@ run ./buffer . 1s
 run ./uplink . 3x
 run ./cmd/dockd ScanToLight 1000x
 run ./cmd/dockd EndToEnd 5x
+run ./cmd/dockd DrainVsRelay 1x
+run ./cmd/dockd RSSWithBacklog 1x
 
 # metric NAME-REGEX UNIT: the value before UNIT on the first matching benchmark line.
 metric() {
@@ -36,6 +38,10 @@ row "  baseline: raw bbolt, 1 value per tx"          "$(metric 'BenchmarkBoltOne
 row "durable append, single appender p50"            "$(metric 'BenchmarkAppendSingle' p50-µs)" "µs"
 row "durable append, single appender p99"            "$(metric 'BenchmarkAppendSingle' p99-µs)" "µs"
 row "uplink drain to Mosquitto, QoS 1, in-flight 32" "$(metric 'BenchmarkDrain/inflight=32' msgs/s)" "msgs/s"
+row "drain 100k backlog → Mosquitto, QoS 1 (dockd)"   "$(metric 'BenchmarkDrainVsRelay' dockd-msgs/s)" "msgs/s"
+row "  baseline: mosquitto_pub -l -q 1 relay"         "$(metric 'BenchmarkDrainVsRelay' relay-msgs/s)" "msgs/s (arrived: $(metric 'BenchmarkDrainVsRelay' relay-arrived-%)%)"
+row "  ratio dockd / relay"                           "$(metric 'BenchmarkDrainVsRelay' ratio)" "×"
+row "RSS with 1M-event backlog, anonymous, draining"  "$(metric 'BenchmarkRSSWithBacklog' draining-anon-MiB)" "MiB (+ $(metric 'BenchmarkRSSWithBacklog' mapped-file-MiB) MiB mapped bbolt file)"
 row "scan → light p50 (pty → GPIO edge, whole daemon)" "$(metric 'BenchmarkScanToLight' scan-light-p50-µs)" "µs"
 row "scan → light p99"                               "$(metric 'BenchmarkScanToLight' scan-light-p99-µs)" "µs"
 row "end to end: pty → Mosquitto subscriber"         "$(metric 'BenchmarkEndToEnd' events/s)" "events/s"

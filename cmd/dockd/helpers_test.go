@@ -331,31 +331,39 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // ---- the daemon as a separate process ----
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
+type builtBinary struct {
+	once sync.Once
+	path string
+	err  error
+}
 
-// dockdBinary builds cmd/dockd once per test binary run.
-func dockdBinary(t testing.TB) string {
+var raceBinary, plainBinary builtBinary
+
+// dockdBinary builds cmd/dockd with the race detector once per test run.
+func dockdBinary(t testing.TB) string { return raceBinary.build(t, "-race") }
+
+// dockdPlainBinary builds cmd/dockd without the race detector, for
+// measurements (the race runtime multiplies memory use).
+func dockdPlainBinary(t testing.TB) string { return plainBinary.build(t) }
+
+func (b *builtBinary) build(t testing.TB, flags ...string) string {
 	t.Helper()
-	binOnce.Do(func() {
+	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "dockd-bin-")
 		if err != nil {
-			binErr = err
+			b.err = err
 			return
 		}
-		binPath = filepath.Join(dir, "dockd")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		b.path = filepath.Join(dir, "dockd")
+		args := append(append([]string{"build"}, flags...), "-o", b.path, ".")
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build %v: %v\n%s", flags, err, out)
 		}
 	})
-	if binErr != nil {
-		t.Fatal(binErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binPath
+	return b.path
 }
 
 // proc is `dockd run` as a child process whose JSON log is parsed.
@@ -371,8 +379,13 @@ type proc struct {
 
 func startProc(t testing.TB, configPath string) *proc {
 	t.Helper()
+	return startProcBin(t, dockdBinary(t), configPath)
+}
+
+func startProcBin(t testing.TB, bin, configPath string) *proc {
+	t.Helper()
 	p := &proc{t: t, done: make(chan struct{})}
-	p.cmd = exec.Command(dockdBinary(t), "run", "--config", configPath)
+	p.cmd = exec.Command(bin, "run", "--config", configPath)
 	stderr, _ := p.cmd.StderrPipe()
 	p.cmd.Stdout = io.Discard
 	if err := p.cmd.Start(); err != nil {
