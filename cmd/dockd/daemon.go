@@ -18,6 +18,7 @@ import (
 	"github.com/dockd/dockd/buffer"
 	"github.com/dockd/dockd/device/light"
 	"github.com/dockd/dockd/device/reader"
+	"github.com/dockd/dockd/device/rfid"
 	"github.com/dockd/dockd/internal/allowlist"
 	"github.com/dockd/dockd/internal/config"
 	"github.com/dockd/dockd/internal/custody"
@@ -119,6 +120,16 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 			if err != nil {
 				return nil, err
 			}
+			if rc.DedupeWindow > 0 {
+				d.readers = append(d.readers, &dedupeReader{inner: r, window: rc.DedupeWindow})
+			} else {
+				d.readers = append(d.readers, r)
+			}
+		case "rfid":
+			r, err := rfid.New(rfidConfig(rc), log.With("part", "reader", "reader", rc.ID))
+			if err != nil {
+				return nil, err
+			}
 			d.readers = append(d.readers, r)
 		case "stdin":
 			in := opts.Stdin
@@ -144,16 +155,61 @@ func readerConfig(rc config.Reader) reader.Config {
 	}
 }
 
+func rfidConfig(rc config.Reader) rfid.Config {
+	return rfid.Config{
+		ID: rc.ID, Port: rc.Port, Baud: rc.Baud, Protocol: rc.Protocol,
+		Fields: rc.Fields, Separator: rc.Separator, Suffix: rc.Suffix, Prefix: rc.Prefix, MaxLine: rc.MaxLine,
+		Region: rc.Region, ReadPowerCentiDBm: rc.ReadPowerCDBm, CommandTimeout: rc.CommandTimeout, StallTimeout: rc.StallTimeout,
+		DedupeWindow: rc.DedupeWindow, MinRSSI: rc.MinRSSI, MaxBackoff: rc.Backoff,
+	}
+}
+
+// dedupeReader passes a reader's frames through a dedupe window: the same
+// code seen again within the window is one scan (fixed-mount scanners read
+// a carton several times as it passes).
+type dedupeReader struct {
+	inner  frameReader
+	window time.Duration
+}
+
+func (r *dedupeReader) ID() string { return r.inner.ID() }
+
+func (r *dedupeReader) Run(ctx context.Context, frames chan<- dock.Frame, states chan<- dock.ReaderState) error {
+	in := make(chan dock.Frame, cap(frames))
+	done := make(chan error, 1)
+	go func() { done <- r.inner.Run(ctx, in, states) }()
+	dd := reader.NewDeduper(r.window)
+	for {
+		select {
+		case err := <-done:
+			return err
+		case f := <-in:
+			if !dd.AdmitFrame(f) {
+				continue
+			}
+			select {
+			case frames <- f:
+			case <-ctx.Done():
+				return <-done
+			}
+		}
+	}
+}
+
 // checkDevices runs the device drivers' own validation of a parsed config,
 // for check-config: what only the driver knows (e.g. 1.5 stop bits need 5
 // data bits).
 func checkDevices(file string, cfg config.Config) error {
 	var errs config.Errors
 	for i, rc := range cfg.Readers {
-		if rc.Type != "serial" {
-			continue
+		var err error
+		switch rc.Type {
+		case "serial":
+			err = readerConfig(rc).Validate()
+		case "rfid":
+			err = rfidConfig(rc).Validate()
 		}
-		if err := readerConfig(rc).Validate(); err != nil {
+		if err != nil {
 			errs = append(errs, &config.Error{File: file, Key: fmt.Sprintf("readers[%d]", i), Msg: err.Error()})
 		}
 	}

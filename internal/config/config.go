@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	firmwareconfig "github.com/dockd/dockd/firmware-config"
 	"github.com/dockd/dockd/internal/dock"
 )
 
@@ -45,9 +46,13 @@ type Station struct {
 // Reader is one barcode scanner or RFID reader.
 type Reader struct {
 	ID string `yaml:"id"`
-	// Type is "serial" (a scanner on a serial port) or "stdin" (the demo's
-	// virtual reader: lines typed into the terminal).
-	Type     string        `yaml:"type"`
+	// Type is "serial" (a barcode scanner on a serial port), "rfid" (a UHF
+	// RFID reader on a serial port) or "stdin" (the demo's virtual reader:
+	// lines typed into the terminal).
+	Type string `yaml:"type"`
+	// Profile names a reader profile in firmware-config/profiles whose
+	// serial settings, suffix and RFID protocol fill what the entry leaves out.
+	Profile  string        `yaml:"profile"`
 	Port     string        `yaml:"port"`
 	Baud     int           `yaml:"baud"`
 	DataBits int           `yaml:"data_bits"`
@@ -57,6 +62,21 @@ type Reader struct {
 	Prefix   string        `yaml:"prefix"`
 	MaxFrame int           `yaml:"max_frame"`
 	Backoff  time.Duration `yaml:"max_backoff"`
+	// DedupeWindow: the same code (or tag) seen again within this window is
+	// one scan. Off (0) by default for barcode scanners (handhelds), 2s for
+	// RFID; negative turns it off.
+	DedupeWindow time.Duration `yaml:"dedupe_window"`
+
+	// RFID only.
+	Protocol       string        `yaml:"protocol"` // ascii | mercury
+	Region         string        `yaml:"region"`   // mercury: NA, EU, IN, JP, PRC, KR, AU, NZ, OPEN
+	ReadPowerCDBm  int           `yaml:"read_power_cdbm"`
+	MinRSSI        int           `yaml:"min_rssi"` // dBm; weaker reads are ignored (0 = off)
+	Fields         []string      `yaml:"fields"`   // ascii: column layout, e.g. [epc, antenna, rssi]
+	Separator      string        `yaml:"separator"`
+	MaxLine        int           `yaml:"max_line"`
+	CommandTimeout time.Duration `yaml:"command_timeout"`
+	StallTimeout   time.Duration `yaml:"stall_timeout"`
 }
 
 // Light is the stack light and buzzer.
@@ -204,10 +224,63 @@ func Defaults() Config {
 	}
 }
 
-// readerDefaults fills what a reader entry left out.
+// applyProfile fills what a reader entry left out from its named profile.
+func applyProfile(r *Reader) error {
+	if r.Profile == "" {
+		return nil
+	}
+	p, err := firmwareconfig.Profile(r.Profile)
+	if err != nil {
+		return fmt.Errorf("%q: %w (known: %s)", r.Profile, err, strings.Join(firmwareconfig.Profiles(), ", "))
+	}
+	if r.Type == "" {
+		r.Type = map[string]string{"rfid": "rfid"}[p.Kind]
+	}
+	if r.Baud == 0 {
+		r.Baud = p.Serial.Baud
+	}
+	if r.DataBits == 0 {
+		r.DataBits = p.Serial.DataBits
+	}
+	if r.Parity == "" {
+		r.Parity = p.Serial.Parity
+	}
+	if r.StopBits == "" {
+		r.StopBits = p.Serial.StopBits
+	}
+	if r.Suffix == "" {
+		r.Suffix = p.Suffix
+	}
+	if r.Protocol == "" {
+		r.Protocol = p.Protocol
+	}
+	if r.Region == "" {
+		r.Region = p.Region
+	}
+	if len(r.Fields) == 0 {
+		r.Fields = p.Fields
+	}
+	if r.Separator == "" {
+		r.Separator = p.Separator
+	}
+	return nil
+}
+
+// readerDefaults fills what a reader entry (and its profile) left out.
 func readerDefaults(r *Reader) {
 	if r.Type == "" {
 		r.Type = "serial"
+	}
+	if r.Type == "rfid" {
+		if r.Baud == 0 {
+			r.Baud = 115200
+		}
+		if r.Suffix == "" {
+			r.Suffix = "LF"
+		}
+		if r.DedupeWindow == 0 {
+			r.DedupeWindow = 2 * time.Second
+		}
 	}
 	if r.Baud == 0 {
 		r.Baud = 9600
@@ -246,8 +319,15 @@ func Parse(file string, data []byte) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // io.EOF: empty file, all defaults
 		return cfg, yamlErrors(file, err)
 	}
+	var profileErrs Errors
 	for i := range cfg.Readers {
+		if err := applyProfile(&cfg.Readers[i]); err != nil {
+			profileErrs = append(profileErrs, &Error{File: file, Line: lineOf(&root, "readers", i, "profile"), Key: keyOf("readers", i, "profile"), Msg: err.Error()})
+		}
 		readerDefaults(&cfg.Readers[i])
+	}
+	if len(profileErrs) > 0 {
+		return cfg, profileErrs
 	}
 	if cfg.Station.ID == "" && cfg.Station.Site != "" && cfg.Station.Door != "" {
 		cfg.Station.ID = cfg.Station.Site + "-" + cfg.Station.Door
@@ -331,13 +411,16 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 		}
 		seen[r.ID] = true
 		switch r.Type {
-		case "serial":
+		case "serial", "rfid":
 			if r.Port == "" {
 				bad("missing port (e.g. /dev/serial/by-id/usb-…)", "readers", i, "port")
 			}
 		case "stdin":
 		default:
-			bad(fmt.Sprintf("%q: want serial or stdin", r.Type), "readers", i, "type")
+			bad(fmt.Sprintf("%q: want serial, rfid or stdin", r.Type), "readers", i, "type")
+		}
+		if r.Type == "rfid" && r.Protocol != "ascii" && r.Protocol != "mercury" {
+			bad(fmt.Sprintf("%q: an rfid reader needs protocol ascii or mercury", r.Protocol), "readers", i, "protocol")
 		}
 		if !validBauds[r.Baud] {
 			bad(fmt.Sprintf("%d is not a standard baud rate (1200 … 921600)", r.Baud), "readers", i, "baud")

@@ -105,3 +105,24 @@ func TestParseByteSize(t *testing.T) {
 		}
 	}
 }
+
+func TestReaderProfileAndRFID(t *testing.T) {
+	cfg, err := Parse("x.yaml", []byte(base+"    profile: zebra-ds2208\n  - id: uhf\n    type: rfid\n    profile: thingmagic-m6e-nano\n    port: /dev/ttyUSB1\n    min_rssi: -65\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Readers[0]; r.Baud != 9600 || r.Suffix != "CR" || r.Type != "serial" || r.DedupeWindow != 0 {
+		t.Fatalf("barcode profile: %+v", r)
+	}
+	if r := cfg.Readers[1]; r.Protocol != "mercury" || r.Baud != 115200 || r.DedupeWindow != 2*time.Second || r.MinRSSI != -65 {
+		t.Fatalf("rfid profile: %+v", r)
+	}
+	_, err = Parse("x.yaml", []byte(base+"    profile: no-such-scanner\n"))
+	if err == nil || !strings.Contains(err.Error(), "x.yaml:9: readers[0].profile: \"no-such-scanner\"") || !strings.Contains(err.Error(), "zebra-ds2208") {
+		t.Fatalf("unknown profile: %v", err)
+	}
+	_, err = Parse("x.yaml", []byte(base+"  - id: uhf\n    type: rfid\n    port: /dev/ttyUSB1\n"))
+	if err == nil || !strings.Contains(err.Error(), "needs protocol ascii or mercury") {
+		t.Fatalf("rfid without protocol: %v", err)
+	}
+}
