@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"periph.io/x/conn/v3/gpio"
 
 	"github.com/dockd/dockd/buffer"
 	"github.com/dockd/dockd/device/light"
@@ -54,6 +55,8 @@ type daemon struct {
 	station *station.Station
 	readers []frameReader
 	up      *uplink.Client // nil without a broker
+
+	ackButton, dirSwitch gpio.PinIn // optional door inputs
 
 	statusMu  sync.Mutex
 	lastState string
@@ -98,6 +101,21 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 	d.light = light.New(pins, light.Options{ActiveLow: cfg.Light.ActiveLow, DecisionHold: cfg.Light.DecisionHold}, log.With("part", "light"))
 	if storageAlarm {
 		d.light.SetCondition(dock.ConditionStorageFault, true)
+	}
+	if in := cfg.Light.Inputs; in.AckButton != "" || in.DirectionSwitch != "" {
+		if cfg.Light.Driver != "gpio" && opts.LightPins == nil {
+			return nil, fmt.Errorf("light.inputs need light.driver gpio")
+		}
+		if in.AckButton != "" {
+			if d.ackButton, err = light.OpenInput("acknowledge button", in.AckButton); err != nil {
+				return nil, err
+			}
+		}
+		if in.DirectionSwitch != "" {
+			if d.dirSwitch, err = light.OpenInput("direction switch", in.DirectionSwitch); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	dec, err := scan.NewDecoder(scan.Config{NoAIM: cfg.Decode.NoAIM, PlainPatterns: cfg.Decode.PlainPatterns})
@@ -309,6 +327,7 @@ func (d *daemon) Run(ctx context.Context) error {
 
 	bgDone := make(chan struct{})
 	go func() { defer close(bgDone); d.watch(readerCtx) }()
+	inputsDone := d.watchInputs(readerCtx)
 
 	d.log.Info("station running", "station", d.cfg.Station.ID, "site", d.cfg.Station.Site, "door", d.cfg.Station.Door,
 		"direction", d.cfg.Station.Direction, "readers", len(d.readers), "broker", d.cfg.MQTT.Broker, "version", version)
@@ -319,6 +338,7 @@ func (d *daemon) Run(ctx context.Context) error {
 	stopReaders()
 	readersWG.Wait()
 	<-bgDone
+	inputsDone.Wait()
 	// 2. pipeline: record every frame already read.
 	close(frames)
 	err := <-stationDone
@@ -338,6 +358,74 @@ func (d *daemon) Run(ctx context.Context) error {
 	<-lightDone
 	d.log.Info("stopped")
 	return err
+}
+
+// watchInputs starts the door input watchers; the returned group ends when
+// ctx does. The acknowledge button silences the buzzer and releases a
+// reject hold; the key switch sets the direction (closed = shipping). Each
+// change is recorded durably as an operator record on the event stream.
+func (d *daemon) watchInputs(ctx context.Context) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	debounce := d.cfg.Light.Inputs.Debounce
+	if d.cfg.Policy.HoldAfterReject {
+		d.station.Observe(func(ev dock.CustodyEvent) {
+			if ev.Verdict == dock.Reject {
+				d.light.SetCondition(dock.ConditionRejectHold, true)
+			}
+		})
+	}
+	if d.ackButton != nil {
+		wg.Go(func() {
+			err := light.WatchButton(ctx, d.ackButton, debounce, func() {
+				d.light.Silence()
+				d.light.SetCondition(dock.ConditionRejectHold, false)
+				d.recordOperator(ctx, "acknowledge", "acknowledge button pressed")
+			})
+			if err != nil {
+				d.log.Error("acknowledge button", "err", err)
+			}
+		})
+	}
+	if d.dirSwitch != nil {
+		wg.Go(func() {
+			err := light.WatchSwitch(ctx, d.dirSwitch, debounce, func(l gpio.Level) {
+				dir := dock.Receiving
+				if l == gpio.Low {
+					dir = dock.Shipping
+				}
+				if dir == d.station.Direction() {
+					return
+				}
+				d.station.SetDirection(dir)
+				d.recordOperator(ctx, "direction", "key switch set "+string(dir))
+			})
+			if err != nil {
+				d.log.Error("direction switch", "err", err)
+			}
+		})
+	}
+	return &wg
+}
+
+// recordOperator appends an operator record (no decision) to the event
+// stream, durably, like a scan's custody event.
+func (d *daemon) recordOperator(ctx context.Context, action, detail string) {
+	ev := dock.CustodyEvent{
+		Schema: dock.EventSchema, Kind: "operator", Action: action, ID: dock.NewEventID(),
+		Site: d.cfg.Station.Site, Station: d.cfg.Station.ID, Door: d.cfg.Station.Door,
+		Direction: d.station.Direction(), Time: time.Now().UTC(), ClockSynced: clockSynced(),
+		Decision: dock.Decision{Detail: detail},
+	}
+	seq, err := outbox{d.queue}.Append(context.WithoutCancel(ctx), func(seq uint64) ([]byte, error) {
+		e := ev
+		e.Seq = seq
+		return json.Marshal(&e)
+	})
+	if err != nil {
+		d.log.Error("operator action not recorded", "action", action, "err", err)
+		return
+	}
+	d.log.Info("operator action", "seq", seq, "action", action, "detail", detail)
 }
 
 func (d *daemon) drainUplink(grace time.Duration) {

@@ -221,3 +221,24 @@ func (v *virtualPin) Out(l gpio.Level) error {
 func (v *virtualPin) PWM(gpio.Duty, physic.Frequency) error {
 	return fmt.Errorf("light: virtual %s pin: PWM not supported", v.role)
 }
+
+// OpenInput initialises periph's host drivers (once per process) and looks
+// up the input pin name (an acknowledge button or a direction key switch,
+// wired to ground with the pin's pull-up). Errors are *PinError values like
+// OpenGPIO's, with role naming the input.
+func OpenInput(role, name string) (gpio.PinIn, error) {
+	if err := hostInit(); err != nil {
+		return nil, fmt.Errorf("light: opening %s input: %w: %w", role, ErrHostInit, err)
+	}
+	if name == "" {
+		return nil, &PinError{Role: role, Err: ErrNoPinName}
+	}
+	p := gpioreg.ByName(name)
+	if p == nil {
+		if chip, err := chipPermission(); err != nil {
+			return nil, &PinError{Role: role, Name: name, Chip: chip, Err: fmt.Errorf("%w: %w", ErrPermission, err)}
+		}
+		return nil, &PinError{Role: role, Name: name, Err: ErrPinNotFound, Total: len(gpioreg.All())}
+	}
+	return p, nil
+}

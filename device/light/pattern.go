@@ -139,6 +139,7 @@ const (
 	CauseBufferHigh    Cause = Cause(dock.ConditionBufferHigh)
 	CauseBufferFull    Cause = Cause(dock.ConditionBufferFull)
 	CauseStorageFault  Cause = Cause(dock.ConditionStorageFault)
+	CauseRejectHold    Cause = Cause(dock.ConditionRejectHold)
 )
 
 // conditionOrder lists the conditions by priority, highest first: faults
@@ -146,6 +147,7 @@ const (
 // (buffer high, broker offline).
 var conditionOrder = []dock.Condition{
 	dock.ConditionStorageFault,
+	dock.ConditionRejectHold,
 	dock.ConditionBufferFull,
 	dock.ConditionReaderDown,
 	dock.ConditionBufferHigh,
@@ -156,7 +158,7 @@ var conditionOrder = []dock.Condition{
 // fault) rather than a background state (broker offline, buffer high).
 func IsFault(c dock.Condition) bool {
 	switch c {
-	case dock.ConditionStorageFault, dock.ConditionBufferFull, dock.ConditionReaderDown:
+	case dock.ConditionStorageFault, dock.ConditionRejectHold, dock.ConditionBufferFull, dock.ConditionReaderDown:
 		return true
 	}
 	return false
@@ -179,6 +181,7 @@ const (
 //	buffer_high     amber slow even blink (1 s on / 1 s off)
 //	buffer_full     amber + red steady, buzzer chirp 250 ms every 5 s
 //	storage_fault   red fast blink 4 Hz (125 ms on / 125 ms off)
+//	reject_hold     red slow blink (1 s on / 1 s off) until acknowledged
 //	test            not a fixed pattern: each output in turn (see StackLight.Test)
 func DefaultPatterns() map[Cause]Pattern {
 	return map[Cause]Pattern{
@@ -191,5 +194,6 @@ func DefaultPatterns() map[Cause]Pattern {
 		CauseBufferHigh:    {Amber: Blink(time.Second, time.Second)},
 		CauseBufferFull:    {Amber: Steady(), Red: Steady(), Buzzer: Blink(250*time.Millisecond, 4750*time.Millisecond)},
 		CauseStorageFault:  {Red: Blink(125*time.Millisecond, 125*time.Millisecond)},
+		CauseRejectHold:    {Red: Blink(time.Second, time.Second)},
 	}
 }

@@ -87,6 +87,16 @@ type Light struct {
 	ActiveLow    bool          `yaml:"active_low"`
 	Pins         Pins          `yaml:"pins"`
 	DecisionHold time.Duration `yaml:"decision_hold"`
+	Inputs       Inputs        `yaml:"inputs"`
+}
+
+// Inputs are GPIO inputs at the door, wired to ground (pull-up; closed reads low).
+type Inputs struct {
+	// AckButton silences the buzzer and releases a reject hold.
+	AckButton string `yaml:"ack_button"`
+	// DirectionSwitch is a key switch: closed = shipping, open = receiving.
+	DirectionSwitch string        `yaml:"direction_switch"`
+	Debounce        time.Duration `yaml:"debounce"`
 }
 
 // Pins names the GPIO lines by periph.io name (e.g. GPIO17).
@@ -132,6 +142,9 @@ type Decode struct {
 type Policy struct {
 	// Warn lists reason codes that light amber and accept instead of reject.
 	Warn []dock.Reason `yaml:"warn"`
+	// HoldAfterReject keeps the red lamp on after a reject until someone
+	// presses the acknowledge button (light.inputs.ack_button).
+	HoldAfterReject bool `yaml:"hold_after_reject"`
 }
 
 // Log configures log/slog output.
@@ -463,6 +476,14 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 		}
 	default:
 		bad(fmt.Sprintf("%q: want gpio or virtual", c.Light.Driver), "light", "driver")
+	}
+	for _, in := range []struct{ key, name string }{{"ack_button", c.Light.Inputs.AckButton}, {"direction_switch", c.Light.Inputs.DirectionSwitch}} {
+		if in.name != "" && !pinPattern.MatchString(in.name) {
+			bad(fmt.Sprintf("%q is not a pin name: use the periph.io name such as GPIO5", in.name), "light", "inputs", in.key)
+		}
+	}
+	if c.Policy.HoldAfterReject && c.Light.Inputs.AckButton == "" {
+		bad("hold_after_reject needs light.inputs.ack_button to release the hold", "policy", "hold_after_reject")
 	}
 	if c.Light.DecisionHold < 200*time.Millisecond || c.Light.DecisionHold > time.Minute {
 		bad(fmt.Sprintf("%s: want 200ms … 1m", c.Light.DecisionHold), "light", "decision_hold")

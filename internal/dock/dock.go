@@ -92,8 +92,8 @@ const (
 
 // Decision is the outcome of the rules for one scan.
 type Decision struct {
-	Verdict Verdict `json:"decision"`
-	Reason  Reason  `json:"reason"`
+	Verdict Verdict `json:"decision,omitempty"` // always set on scans; absent on operator records
+	Reason  Reason  `json:"reason,omitempty"`
 	Detail  string  `json:"detail,omitempty"` // human-readable, e.g. the decode error
 }
 
@@ -108,6 +108,9 @@ const (
 	ConditionBufferHigh    Condition = "buffer_high" // above the alarm threshold
 	ConditionBufferFull    Condition = "buffer_full"
 	ConditionStorageFault  Condition = "storage_fault"
+	// ConditionRejectHold: the site holds the door after a reject until
+	// someone acknowledges it (the acknowledge button).
+	ConditionRejectHold Condition = "reject_hold"
 )
 
 // ErrBufferFull is what an Outbox returns (wrapped) when its byte budget is

@@ -1,6 +1,10 @@
 package dock
 
-import "time"
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+)
 
 // EventSchema is the version of the CustodyEvent payload published to MQTT.
 const EventSchema = "dockd.custody-event/1"
@@ -10,7 +14,12 @@ const EventSchema = "dockd.custody-event/1"
 // byte for byte. Once appended its ID and Seq never change, so central can
 // drop duplicates from at-least-once delivery.
 type CustodyEvent struct {
-	Schema    string    `json:"schema"`
+	Schema string `json:"schema"`
+	// Kind is empty for a scan; "operator" for an operator action at the
+	// door (acknowledge button, direction key switch), with Action saying
+	// which. Operator records carry no decision.
+	Kind      string    `json:"kind,omitempty"`
+	Action    string    `json:"action,omitempty"`
 	ID        string    `json:"id"`  // random 128-bit id, UUID form
 	Seq       uint64    `json:"seq"` // per-station, strictly increasing, assigned by the buffer
 	Site      string    `json:"site"`
@@ -45,4 +54,16 @@ type CustodyEvent struct {
 type AIValue struct {
 	AI    string `json:"ai"`
 	Value string `json:"value"`
+}
+
+// NewEventID returns a random RFC 4122 version 4 UUID for a new event.
+func NewEventID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("crypto/rand failed: " + err.Error()) // never on Linux ≥ 3.17
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
