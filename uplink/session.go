@@ -133,6 +133,8 @@ func (c *Client) session(ctx context.Context, gen uint64) (wasUp bool, err error
 	}
 	statusTok := c.publishStatus(cli)
 	c.updateStats(func(s *Stats) { s.Connects++ })
+	c.live.Store(&liveConn{cli: cli, lost: lost})
+	defer c.live.Store(nil)
 	c.setConnected(true)
 	log.Info("connected", "resume_after_seq", c.ackedSeq, "in_flight_max", c.cfg.InFlight)
 

@@ -32,6 +32,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
 
 // Record is one queued event: its per-station sequence number and the bytes
@@ -150,6 +152,7 @@ type Client struct {
 	started  atomic.Bool
 
 	connected  atomic.Bool
+	live       atomic.Pointer[liveConn] // the connection while it is fully up
 	statusMu   sync.Mutex
 	status     []byte
 	statusKick chan struct{} // cap 1
@@ -293,6 +296,46 @@ func (c *Client) updateStats(fn func(*Stats)) {
 	c.statsMu.Lock()
 	fn(&c.stats)
 	c.statsMu.Unlock()
+}
+
+// liveConn is the current connection, for publishes outside the event flow.
+type liveConn struct {
+	cli  mqtt.Client
+	lost *lostSignal
+}
+
+// ErrOffline is returned by Publish when no connection is up.
+var ErrOffline = errors.New("uplink: not connected to the broker")
+
+// Publish sends one message (QoS 1, not retained) outside the event stream
+// (e.g. a command reply) and returns after its PUBACK. It is not durable:
+// when the broker is not connected it returns ErrOffline at once, and when
+// the connection drops first it returns an error; the caller decides
+// whether to retry. Safe for concurrent use while Run runs.
+func (c *Client) Publish(ctx context.Context, topic string, payload []byte) error {
+	lc := c.live.Load()
+	if lc == nil {
+		return ErrOffline
+	}
+	tok := lc.cli.Publish(topic, 1, false, payload)
+	t := time.NewTimer(c.cfg.AckTimeout)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("uplink: publish to %s: %w", topic, err)
+		}
+		if lc.lost.fired() {
+			return fmt.Errorf("uplink: publish to %s: %w", topic, lc.lost.reason())
+		}
+		return nil
+	case <-lc.lost.ch:
+		return fmt.Errorf("uplink: publish to %s: %w", topic, lc.lost.reason())
+	case <-t.C:
+		return fmt.Errorf("uplink: publish to %s: %w", topic, errAckTimeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (c *Client) setConnected(up bool) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,12 +24,14 @@ import (
 	"github.com/dockd/dockd/device/reader"
 	"github.com/dockd/dockd/device/rfid"
 	"github.com/dockd/dockd/internal/allowlist"
+	"github.com/dockd/dockd/internal/command"
 	"github.com/dockd/dockd/internal/config"
 	"github.com/dockd/dockd/internal/custody"
 	"github.com/dockd/dockd/internal/dock"
 	"github.com/dockd/dockd/internal/scan"
 	"github.com/dockd/dockd/internal/station"
 	"github.com/dockd/dockd/uplink"
+	"github.com/dockd/dockd/uplink/contract"
 )
 
 // frameReader is what the daemon runs for each configured reader.
@@ -41,6 +46,8 @@ type daemonOptions struct {
 	Stdin io.Reader
 	// LightPins replaces the configured light driver (tests use recording pins).
 	LightPins *light.Pins
+	// ConfigPath is the file the config came from; reload-config re-reads it.
+	ConfigPath string
 }
 
 // daemon is one running station: every part opened, wired, not yet running.
@@ -54,7 +61,9 @@ type daemon struct {
 	light   *light.StackLight
 	station *station.Station
 	readers []frameReader
-	up      *uplink.Client // nil without a broker
+	up      *uplink.Client  // nil without a broker
+	cmds    *commandService // nil without a broker
+	opts    daemonOptions
 
 	ackButton, dirSwitch gpio.PinIn // optional door inputs
 
@@ -65,7 +74,7 @@ type daemon struct {
 // openDaemon opens the state files, the light and the readers, and wires the
 // pipeline. On error everything opened so far is closed again.
 func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *daemon, err error) {
-	d = &daemon{cfg: cfg, log: log, started: time.Now()}
+	d = &daemon{cfg: cfg, log: log, started: time.Now(), opts: opts}
 	defer func() {
 		if err != nil {
 			d.closeStores()
@@ -231,6 +240,11 @@ func checkDevices(file string, cfg config.Config) error {
 			errs = append(errs, &config.Error{File: file, Key: fmt.Sprintf("readers[%d]", i), Msg: err.Error()})
 		}
 	}
+	if kf := cfg.MQTT.KeyFile; kf != "" {
+		if err := uplink.CheckKeyFile(kf); err != nil {
+			errs = append(errs, &config.Error{File: file, Key: "mqtt.key_file", Msg: err.Error()})
+		}
+	}
 	if len(errs) > 0 {
 		return errs
 	}
@@ -258,16 +272,30 @@ func (d *daemon) newUplink() (*uplink.Client, error) {
 		}
 		password = strings.TrimSpace(string(b))
 	}
+	var tlsCfg *tls.Config
+	if m.CAFile != "" || m.CertFile != "" || strings.HasPrefix(m.Broker, "ssl://") || strings.HasPrefix(m.Broker, "mqtts://") {
+		var err error
+		if tlsCfg, err = uplink.TLSConfig(m.CAFile, m.CertFile, m.KeyFile, m.ServerName); err != nil {
+			return nil, fmt.Errorf("mqtt TLS: %w", err)
+		}
+	}
 	will, _ := json.Marshal(map[string]any{"schema": statusSchema, "station": d.cfg.Station.ID, "site": d.cfg.Station.Site, "door": d.cfg.Station.Door, "state": "offline"})
 	base := d.cfg.TopicBase()
 	up, err := uplink.New(uplink.Config{
-		Broker: m.Broker, ClientID: m.ClientID, Username: m.Username, Password: password,
+		Broker: m.Broker, ClientID: m.ClientID, Username: m.Username, Password: password, TLS: tlsCfg,
 		EventsTopic: base + "/events", StatusTopic: base + "/status", Will: will,
 		InFlight: m.InFlight, KeepAlive: m.KeepAlive, AckTimeout: m.AckTimeout,
 	}, outbox{d.queue}, d.log.With("part", "uplink"))
 	if err != nil {
 		return nil, err
 	}
+	topics := contract.Topics{Prefix: m.TopicPrefix, Site: d.cfg.Station.Site, Door: d.cfg.Station.Door}
+	exec := &daemonExecutor{d: d}
+	if d.opts.ConfigPath != "" {
+		exec.reload = d.reloadConfig
+	}
+	d.cmds = newCommandService(command.NewHandler(command.Config{Topics: topics, Station: d.cfg.Station.ID, Log: d.log, Exec: exec}), up, d.log)
+	up.Handle(topics.CommandFilter(), 1, d.cmds.Receive)
 	up.OnConnectionChange(func(connected bool) {
 		d.light.SetCondition(dock.ConditionBrokerOffline, !connected)
 		if connected {
@@ -277,6 +305,47 @@ func (d *daemon) newUplink() (*uplink.Client, error) {
 		}
 	})
 	return up, nil
+}
+
+// reloadConfig re-reads the config file. What can change on a running
+// station (the door direction) is applied; if anything else changed, the
+// error names the sections that need a restart and nothing else is applied.
+func (d *daemon) reloadConfig() error {
+	next, err := loadConfig(d.opts.ConfigPath)
+	if err != nil {
+		return err
+	}
+	if err := checkDevices(d.opts.ConfigPath, next); err != nil {
+		return err
+	}
+	var restart []string
+	for name, same := range map[string]bool{
+		"station (other than direction)": next.Station.Site == d.cfg.Station.Site && next.Station.Door == d.cfg.Station.Door && next.Station.ID == d.cfg.Station.ID,
+		"state_dir":                      next.StateDir == d.cfg.StateDir,
+		"readers":                        reflect.DeepEqual(next.Readers, d.cfg.Readers),
+		"light":                          reflect.DeepEqual(next.Light, d.cfg.Light),
+		"mqtt":                           reflect.DeepEqual(next.MQTT, d.cfg.MQTT),
+		"buffer":                         next.Buffer == d.cfg.Buffer,
+		"decode":                         reflect.DeepEqual(next.Decode, d.cfg.Decode),
+		"policy":                         reflect.DeepEqual(next.Policy, d.cfg.Policy),
+		"log":                            next.Log == d.cfg.Log,
+	} {
+		if !same {
+			restart = append(restart, name)
+		}
+	}
+	if len(restart) > 0 {
+		slices.Sort(restart)
+		return fmt.Errorf("%s is valid, but these changes need a restart (systemctl restart dockd): %s", d.opts.ConfigPath, strings.Join(restart, ", "))
+	}
+	if next.Station.Direction != d.cfg.Station.Direction {
+		if err := d.station.SetDirection(next.Station.Direction); err != nil {
+			return err
+		}
+		d.cfg.Station.Direction = next.Station.Direction
+	}
+	d.log.Info("config reloaded", "path", d.opts.ConfigPath, "direction", next.Station.Direction)
+	return nil
 }
 
 func (d *daemon) listVersion() string {
@@ -301,12 +370,15 @@ func (d *daemon) Run(ctx context.Context) error {
 
 	upCtx, stopUp := context.WithCancel(context.Background())
 	upDone := make(chan error, 1)
+	cmdDone := make(chan error, 1)
 	if d.up != nil {
 		d.light.SetCondition(dock.ConditionBrokerOffline, true)
 		d.publishStatus("online")
 		go func() { upDone <- d.up.Run(upCtx) }()
+		go func() { cmdDone <- d.cmds.Run(upCtx) }()
 	} else {
 		close(upDone)
+		close(cmdDone)
 	}
 
 	stationCtx, stopStation := context.WithCancel(context.Background())
@@ -350,6 +422,7 @@ func (d *daemon) Run(ctx context.Context) error {
 		d.drainUplink(2 * time.Second)
 		stopUp()
 		<-upDone
+		<-cmdDone
 	}
 	stopUp()
 	// 4. buffer and list, 5. light dark.
@@ -471,7 +544,7 @@ func (d *daemon) watch(ctx context.Context) {
 			full = st.Full
 			d.light.SetCondition(dock.ConditionBufferFull, full)
 		}
-		if beat++; beat%30 == 0 && d.up != nil {
+		if beat++; beat%int(max(d.cfg.MQTT.Heartbeat/time.Second, 1)) == 0 && d.up != nil {
 			d.publishStatus("online")
 		}
 	}
@@ -490,6 +563,7 @@ type Status struct {
 	Version     string         `json:"version"`
 	Time        time.Time      `json:"time"`
 	UptimeS     int64          `json:"uptime_s"`
+	HeartbeatS  int64          `json:"heartbeat_s"`
 	ClockSynced bool           `json:"clock_synced"`
 	Readers     []readerStatus `json:"readers"`
 	Buffer      bufferStatus   `json:"buffer"`
@@ -516,8 +590,9 @@ func (d *daemon) status(state string) Status {
 	s := Status{
 		Schema: statusSchema, Station: d.cfg.Station.ID, Site: d.cfg.Station.Site, Door: d.cfg.Station.Door,
 		State: state, Direction: d.station.Direction(), Version: version, Time: time.Now().UTC(),
-		UptimeS: int64(time.Since(d.started).Seconds()), ClockSynced: clockSynced(),
-		Buffer: bufferStatus{Depth: st.Depth, Bytes: st.Bytes, Fill: st.Fill, Alarm: st.Alarm, Full: st.Full},
+		UptimeS: int64(time.Since(d.started).Seconds()), HeartbeatS: int64(d.cfg.MQTT.Heartbeat / time.Second), ClockSynced: clockSynced(),
+		Readers: []readerStatus{},
+		Buffer:  bufferStatus{Depth: st.Depth, Bytes: st.Bytes, Fill: st.Fill, Alarm: st.Alarm, Full: st.Full},
 	}
 	if !st.OldestAt.IsZero() {
 		s.Buffer.OldestAgeS = time.Since(st.OldestAt).Seconds()

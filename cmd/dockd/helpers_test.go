@@ -157,7 +157,7 @@ func startStationWith(t testing.TB, prepare func(dir, yaml string) string) *test
 	}
 	s.logs = &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, s.logs), &slog.HandlerOptions{Level: level}))
-	s.d, err = openDaemon(cfg, log, daemonOptions{})
+	s.d, err = openDaemon(cfg, log, daemonOptions{ConfigPath: path})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -137,7 +137,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
-	d, err := openDaemon(cfg, log, daemonOptions{})
+	d, err := openDaemon(cfg, log, daemonOptions{ConfigPath: *path})
 	if err != nil {
 		return err
 	}

@@ -111,14 +111,24 @@ type Pins struct {
 type MQTT struct {
 	// Broker is tcp://host:port, ssl://host:port, or empty for no uplink
 	// (events are still kept in the buffer).
-	Broker       string        `yaml:"broker"`
-	ClientID     string        `yaml:"client_id"`
-	Username     string        `yaml:"username"`
-	PasswordFile string        `yaml:"password_file"`
-	TopicPrefix  string        `yaml:"topic_prefix"`
-	InFlight     int           `yaml:"in_flight"`
-	KeepAlive    time.Duration `yaml:"keep_alive"`
-	AckTimeout   time.Duration `yaml:"ack_timeout"`
+	Broker       string `yaml:"broker"`
+	ClientID     string `yaml:"client_id"`
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	// TLS: the CA that signed the broker's certificate (empty: system
+	// roots), this station's client certificate and key for mTLS (the key
+	// must not be readable by group or others), and the name to verify the
+	// broker's certificate against (default: the broker URL's host).
+	CAFile      string        `yaml:"ca_file"`
+	CertFile    string        `yaml:"cert_file"`
+	KeyFile     string        `yaml:"key_file"`
+	ServerName  string        `yaml:"server_name"`
+	TopicPrefix string        `yaml:"topic_prefix"`
+	InFlight    int           `yaml:"in_flight"`
+	KeepAlive   time.Duration `yaml:"keep_alive"`
+	AckTimeout  time.Duration `yaml:"ack_timeout"`
+	// Heartbeat is how often the retained status is republished.
+	Heartbeat time.Duration `yaml:"heartbeat"`
 }
 
 // Buffer is the durable store-and-forward queue.
@@ -230,6 +240,7 @@ func Defaults() Config {
 			InFlight:    32,
 			KeepAlive:   15 * time.Second,
 			AckTimeout:  10 * time.Second,
+			Heartbeat:   30 * time.Second,
 		},
 		Buffer: Buffer{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, AlarmFraction: 0.8},
 		Decode: Decode{NoAIM: "gs1"},
@@ -492,6 +503,12 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 		if !(strings.HasPrefix(b, "tcp://") || strings.HasPrefix(b, "ssl://") || strings.HasPrefix(b, "mqtt://") || strings.HasPrefix(b, "mqtts://")) {
 			bad(fmt.Sprintf("%q: want tcp://host:port or ssl://host:port", b), "mqtt", "broker")
 		}
+	}
+	if c.MQTT.Heartbeat < time.Second {
+		bad(fmt.Sprintf("%s: want at least 1s", c.MQTT.Heartbeat), "mqtt", "heartbeat")
+	}
+	if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
+		bad("cert_file and key_file go together (mTLS needs both)", "mqtt", "cert_file")
 	}
 	if c.MQTT.InFlight < 1 || c.MQTT.InFlight > 65535 {
 		bad(fmt.Sprintf("%d: want 1 … 65535", c.MQTT.InFlight), "mqtt", "in_flight")

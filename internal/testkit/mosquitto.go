@@ -52,6 +52,34 @@ type MosqOption func(*mosqConfig)
 
 type mosqConfig struct {
 	extra []string
+	tls   *MosqTLS
+	auth  *mosqAuth
+}
+
+type mosqAuth struct{ passwordFile, aclFile string }
+
+// MosqTLS is a TLS listener the harness adds beside the plain one, on its
+// own free 127.0.0.1 port (see Mosquitto.TLSURL).
+type MosqTLS struct {
+	CAFile, CertFile, KeyFile string // PEM files (see PKI)
+	// RequireCertificate makes it mutual TLS: clients must present a
+	// certificate signed by CAFile.
+	RequireCertificate bool
+	// UseIdentityAsUsername makes the client certificate's CN the MQTT
+	// username (for ACLs); the password file is then not consulted on
+	// this listener.
+	UseIdentityAsUsername bool
+}
+
+// WithMosqTLS adds a TLS listener configured by l.
+func WithMosqTLS(l MosqTLS) MosqOption {
+	return func(c *mosqConfig) { c.tls = &l }
+}
+
+// WithMosqAuth turns anonymous access off (on every listener) and uses the
+// given mosquitto password file and ACL file; either may be empty.
+func WithMosqAuth(passwordFile, aclFile string) MosqOption {
+	return func(c *mosqConfig) { c.auth = &mosqAuth{passwordFile: passwordFile, aclFile: aclFile} }
 }
 
 // WithMosqConfig appends raw lines to the generated mosquitto.conf (for
@@ -75,11 +103,12 @@ type Mosquitto struct {
 	logPath string
 	cfg     mosqConfig
 
-	mu     sync.Mutex
-	port   int
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has been waited for
-	paused bool
+	mu      sync.Mutex
+	port    int
+	tlsPort int // 0 without a TLS listener
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when cmd has been waited for
+	paused  bool
 }
 
 // StartMosquitto starts a broker for t and stops it at t.Cleanup. It picks a
@@ -103,6 +132,11 @@ func StartMosquitto(t testing.TB, opts ...MosqOption) *Mosquitto {
 			t.Fatalf("mosquitto: pick a free port: %v", err)
 		}
 		m.port = port
+		if m.cfg.tls != nil {
+			if m.tlsPort, err = freeLoopbackPort(); err != nil {
+				t.Fatalf("mosquitto: pick a free TLS port: %v", err)
+			}
+		}
 		if err := m.writeConfig(); err != nil {
 			t.Fatalf("mosquitto: %v", err)
 		}
@@ -137,6 +171,18 @@ func (m *Mosquitto) Addr() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(m.port))
+}
+
+// TLSURL is the TLS listener's address for MQTT clients,
+// "ssl://127.0.0.1:PORT", or "" when the broker has none (WithMosqTLS).
+// Safe for concurrent use.
+func (m *Mosquitto) TLSURL() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.tlsPort == 0 {
+		return ""
+	}
+	return "ssl://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(m.tlsPort))
 }
 
 // LogPath is the broker's log file.
@@ -306,7 +352,17 @@ func (m *Mosquitto) start() error {
 func (m *Mosquitto) writeConfig() error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listener %d 127.0.0.1\n", m.port)
-	b.WriteString("allow_anonymous true\n")
+	if a := m.cfg.auth; a != nil {
+		b.WriteString("allow_anonymous false\n")
+		if a.passwordFile != "" {
+			fmt.Fprintf(&b, "password_file %s\n", a.passwordFile)
+		}
+		if a.aclFile != "" {
+			fmt.Fprintf(&b, "acl_file %s\n", a.aclFile)
+		}
+	} else {
+		b.WriteString("allow_anonymous true\n")
+	}
 	b.WriteString("persistence false\n")
 	// No per-client queue limit: a slow test subscriber must not have
 	// messages dropped by the broker (the default limit is 1000).
@@ -330,6 +386,12 @@ func (m *Mosquitto) writeConfig() error {
 	for _, l := range m.cfg.extra {
 		b.WriteString(l)
 		b.WriteByte('\n')
+	}
+	if l := m.cfg.tls; l != nil { // last: listener options bind to the latest listener line
+		fmt.Fprintf(&b, "listener %d 127.0.0.1\n", m.tlsPort)
+		fmt.Fprintf(&b, "cafile %s\ncertfile %s\nkeyfile %s\n", l.CAFile, l.CertFile, l.KeyFile)
+		fmt.Fprintf(&b, "require_certificate %t\n", l.RequireCertificate)
+		fmt.Fprintf(&b, "use_identity_as_username %t\n", l.UseIdentityAsUsername)
 	}
 	if err := os.WriteFile(m.conf, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("write config %s: %w", m.conf, err)

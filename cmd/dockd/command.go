@@ -1,0 +1,152 @@
+package main
+
+// Commands from central: the daemon's Executor for internal/command, and
+// the service that takes command messages off the uplink's receive
+// goroutine, runs them one at a time and publishes the replies.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/dockd/dockd/internal/command"
+	"github.com/dockd/dockd/internal/dock"
+)
+
+// shipmentDesk opens and closes expected shipments at a door. The
+// allowlist owns shipments; the lead wires its implementation here.
+type shipmentDesk interface {
+	Shipment(open bool, door string, s command.Shipment) error
+}
+
+// daemonExecutor carries out central's commands on a running daemon. Its
+// methods are safe for concurrent use (each delegates to a part that is).
+type daemonExecutor struct {
+	d *daemon
+	// reload re-reads the config file and applies what can change without
+	// a restart; nil answers reload-config with unsupported.
+	reload func() error
+	// ships handles open-shipment/close-shipment; nil answers unsupported.
+	ships shipmentDesk
+}
+
+var _ command.Executor = (*daemonExecutor)(nil)
+
+// SetDirection switches the door and republishes the retained status so
+// central sees the new direction at once.
+func (x *daemonExecutor) SetDirection(dir dock.Direction) error {
+	if err := x.d.station.SetDirection(dir); err != nil {
+		return &command.Error{Code: command.CodeInvalidArgs, Msg: err.Error()}
+	}
+	x.refreshStatus()
+	return nil
+}
+
+// LightTest runs the stack light's lamp test; it returns when the test is
+// done or ctx ends.
+func (x *daemonExecutor) LightTest(ctx context.Context) error {
+	if err := x.d.light.Test(ctx); err != nil {
+		return fmt.Errorf("lamp test: %w", err)
+	}
+	return nil
+}
+
+// ReloadConfig calls the configured reload function.
+func (x *daemonExecutor) ReloadConfig() error {
+	if x.reload == nil {
+		return fmt.Errorf("reload-config: %w", command.ErrUnsupported)
+	}
+	if err := x.reload(); err != nil {
+		return fmt.Errorf("reloading the config: %w", err)
+	}
+	x.refreshStatus()
+	return nil
+}
+
+// Shipment opens or closes s at this door; an open without direction takes
+// the door's current one.
+func (x *daemonExecutor) Shipment(open bool, s command.Shipment) error {
+	if x.ships == nil {
+		return fmt.Errorf("shipments: %w", command.ErrUnsupported)
+	}
+	if open && s.Direction == "" {
+		s.Direction = x.d.station.Direction()
+	}
+	if err := x.ships.Shipment(open, x.d.cfg.Station.Door, s); err != nil {
+		return fmt.Errorf("shipment %q: %w", s.ID, err)
+	}
+	return nil
+}
+
+// Status returns the online status (the retained status payload) and
+// republishes it.
+func (x *daemonExecutor) Status() any {
+	st := x.d.status("online")
+	x.refreshStatus()
+	return st
+}
+
+func (x *daemonExecutor) refreshStatus() {
+	if x.d.up != nil {
+		x.d.publishStatus("online")
+	}
+}
+
+// replyPublisher publishes one command reply (QoS 1, not retained) and
+// returns once the broker acknowledged it or ctx ended.
+type replyPublisher interface {
+	Publish(ctx context.Context, topic string, payload []byte) error
+}
+
+// commandQueue is how many command messages may wait for the worker;
+// more are dropped (central times out and resends with the same id, which
+// is idempotent).
+const commandQueue = 64
+
+type commandMsg struct {
+	topic   string
+	payload []byte
+}
+
+// commandService runs central's commands one at a time, in arrival order,
+// on its own goroutine, and publishes each reply.
+type commandService struct {
+	h   *command.Handler
+	pub replyPublisher
+	log *slog.Logger
+	in  chan commandMsg
+}
+
+func newCommandService(h *command.Handler, pub replyPublisher, log *slog.Logger) *commandService {
+	return &commandService{h: h, pub: pub, log: log.With("part", "commands"), in: make(chan commandMsg, commandQueue)}
+}
+
+// Receive is the uplink.Handler for the command filter: it queues the
+// message and returns at once. Safe for concurrent use.
+func (s *commandService) Receive(topic string, payload []byte) {
+	select {
+	case s.in <- commandMsg{topic: topic, payload: append([]byte(nil), payload...)}:
+	default:
+		s.log.Warn("command queue full; dropping a command (central will resend it)", "topic", topic)
+	}
+}
+
+// Run handles queued commands until ctx ends, then returns ctx.Err(). A
+// command running when ctx ends is cut short (its reply says timeout).
+func (s *commandService) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m := <-s.in:
+			topic, reply := s.h.Handle(ctx, m.topic, m.payload)
+			if topic == "" {
+				continue
+			}
+			if err := s.pub.Publish(ctx, topic, reply); err != nil && !errors.Is(err, context.Canceled) {
+				s.log.Warn("publishing a command reply failed; central will resend the command", "topic", topic, "err", err)
+			}
+		}
+	}
+}

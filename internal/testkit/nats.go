@@ -1,0 +1,281 @@
+package testkit
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// NATSPath is where the Debian package nats-server installs the server.
+const NATSPath = "/usr/sbin/nats-server"
+
+// systemNATSPort is the machine's own NATS; the harness never uses it.
+const systemNATSPort = 4222
+
+const natsStartTimeout = 15 * time.Second
+
+// EnsureNATS returns the path of the nats-server binary, failing t (not
+// skipping) when it is not installed.
+func EnsureNATS(t testing.TB) string {
+	t.Helper()
+	if fi, err := os.Stat(NATSPath); err == nil && !fi.IsDir() {
+		return NATSPath
+	}
+	if p, err := exec.LookPath("nats-server"); err == nil {
+		return p
+	}
+	t.Fatalf("nats-server not found at %s or in PATH: install the Debian package nats-server", NATSPath)
+	return ""
+}
+
+// NATS is one real nats-server process owned by a test with its MQTT
+// interface enabled: a server name (MQTT requires one), JetStream with its
+// store in the test's temp dir (MQTT sessions, QoS 1 and retained messages
+// live in JetStream), the NATS client port and the MQTT port on free
+// 127.0.0.1 ports, and a log file in the temp dir. Unlike the Mosquitto
+// harness, the JetStream store survives Stop/Kill and Start, so retained
+// messages and persistent sessions survive a restart. Ports stay the same
+// across restarts. URL and Addr are safe for concurrent use; the other
+// methods must be called from the test goroutine.
+type NATS struct {
+	t       testing.TB
+	bin     string
+	dir     string
+	conf    string
+	logPath string
+
+	mu       sync.Mutex
+	port     int // NATS client port
+	mqttPort int
+	cmd      *exec.Cmd
+	exited   chan struct{}
+}
+
+// StartNATS starts a nats-server for t, returns once its MQTT port accepts
+// connections, and stops it at t.Cleanup (dumping its log tail if the test
+// failed).
+func StartNATS(t testing.TB) *NATS {
+	t.Helper()
+	n := &NATS{t: t, bin: EnsureNATS(t), dir: t.TempDir()}
+	n.conf = filepath.Join(n.dir, "nats.conf")
+	n.logPath = filepath.Join(n.dir, "nats.log")
+	var lastErr error
+	for attempt := 0; attempt < mosqBindRetries; attempt++ {
+		var err error
+		if n.port, err = freePortAvoiding(systemNATSPort); err != nil {
+			t.Fatalf("nats: pick a free port: %v", err)
+		}
+		if n.mqttPort, err = freePortAvoiding(systemNATSPort); err != nil {
+			t.Fatalf("nats: pick a free MQTT port: %v", err)
+		}
+		if err := n.writeConfig(); err != nil {
+			t.Fatalf("nats: %v", err)
+		}
+		if lastErr = n.start(); lastErr == nil || !errors.Is(lastErr, errNATSExited) {
+			break
+		}
+	}
+	if lastErr != nil {
+		n.dumpLog()
+		t.Fatalf("nats: start (client port %d, mqtt port %d): %v", n.port, n.mqttPort, lastErr)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			n.dumpLog()
+		}
+		n.Stop()
+	})
+	return n
+}
+
+// URL is the MQTT address, "tcp://127.0.0.1:PORT".
+func (n *NATS) URL() string { return "tcp://" + n.Addr() }
+
+// Addr is the MQTT listener, "127.0.0.1:PORT".
+func (n *NATS) Addr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.mqttPort))
+}
+
+// NATSURL is the NATS protocol address, "nats://127.0.0.1:PORT".
+func (n *NATS) NATSURL() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(n.port))
+}
+
+// LogPath is the server's log file.
+func (n *NATS) LogPath() string { return n.logPath }
+
+// Running reports whether the server process is alive.
+func (n *NATS) Running() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.runningLocked()
+}
+
+func (n *NATS) runningLocked() bool {
+	if n.cmd == nil {
+		return false
+	}
+	select {
+	case <-n.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Stop ends the server with SIGTERM and waits (SIGKILL after 5 s). A no-op
+// when it is not running.
+func (n *NATS) Stop() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.runningLocked() {
+		return
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.exited:
+	case <-time.After(mosqStopTimeout):
+		n.t.Logf("nats: no exit %v after SIGTERM; sending SIGKILL", mosqStopTimeout)
+		_ = n.cmd.Process.Kill()
+		<-n.exited
+	}
+}
+
+// Kill ends the server with SIGKILL and waits for it to be reaped.
+func (n *NATS) Kill() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.runningLocked() {
+		return
+	}
+	_ = n.cmd.Process.Kill()
+	<-n.exited
+}
+
+// Start restarts a stopped or killed server on the same ports with the same
+// JetStream store, failing t if it does not come up.
+func (n *NATS) Start() {
+	n.t.Helper()
+	if n.Running() {
+		n.t.Fatalf("nats: Start while still running")
+	}
+	deadline := time.Now().Add(natsStartTimeout)
+	for {
+		err := n.start()
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, errNATSExited) || time.Now().After(deadline) {
+			n.dumpLog()
+			n.t.Fatalf("nats: restart: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond) // port still held; retry
+	}
+}
+
+var errNATSExited = errors.New("nats-server exited during start-up")
+
+func (n *NATS) start() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	cmd := exec.Command(n.bin, "-c", n.conf)
+	cmd.Dir = n.dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("run %s -c %s: %w", n.bin, n.conf, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	n.cmd, n.exited = cmd, exited
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.mqttPort))
+	deadline := time.Now().Add(natsStartTimeout)
+	for {
+		select {
+		case <-exited:
+			return fmt.Errorf("%w (%s): %s", errNATSExited, cmd.ProcessState, strings.TrimSpace(out.String()))
+		default:
+		}
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			_ = c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("mqtt port %s did not accept within %v: %w", addr, natsStartTimeout, err)
+		}
+		time.Sleep(20 * time.Millisecond) // bounded poll until the listener is up
+	}
+}
+
+func (n *NATS) writeConfig() error {
+	var id [4]byte
+	_, _ = rand.Read(id[:])
+	conf := fmt.Sprintf(`server_name: "dockd-test-%s"
+listen: "127.0.0.1:%d"
+log_file: %q
+logtime: true
+jetstream {
+  store_dir: %q
+  max_memory_store: 64MB
+  max_file_store: 1GB
+}
+mqtt {
+  listen: "127.0.0.1:%d"
+}
+`, hex.EncodeToString(id[:]), n.port, n.logPath, filepath.Join(n.dir, "jetstream"), n.mqttPort)
+	if err := os.WriteFile(n.conf, []byte(conf), 0o600); err != nil {
+		return fmt.Errorf("write config %s: %w", n.conf, err)
+	}
+	return nil
+}
+
+func (n *NATS) dumpLog() {
+	b, err := os.ReadFile(n.logPath)
+	if err != nil {
+		n.t.Logf("nats log %s: %v", n.logPath, err)
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > mosqLogTailLines {
+		lines = lines[len(lines)-mosqLogTailLines:]
+	}
+	n.t.Logf("nats log tail (%s):\n%s", n.logPath, strings.Join(lines, "\n"))
+}
+
+// freePortAvoiding is freeLoopbackPort that also never returns avoid (and
+// never the MQTT system port).
+func freePortAvoiding(avoid int) (int, error) {
+	for i := 0; i < 10; i++ {
+		p, err := freeLoopbackPort()
+		if err != nil {
+			return 0, err
+		}
+		if p != avoid {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("kernel keeps handing out port %d", avoid)
+}
