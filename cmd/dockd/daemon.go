@@ -29,6 +29,7 @@ import (
 	"github.com/dockd/dockd/internal/custody"
 	"github.com/dockd/dockd/internal/dock"
 	"github.com/dockd/dockd/internal/scan"
+	"github.com/dockd/dockd/internal/sdnotify"
 	"github.com/dockd/dockd/internal/station"
 	"github.com/dockd/dockd/uplink"
 	"github.com/dockd/dockd/uplink/contract"
@@ -401,10 +402,17 @@ func (d *daemon) Run(ctx context.Context) error {
 	go func() { defer close(bgDone); d.watch(readerCtx) }()
 	inputsDone := d.watchInputs(readerCtx)
 
+	notify, err := sdnotify.FromEnv()
+	if err != nil {
+		d.log.Warn("systemd notification off", "err", err)
+	}
+	notify.Ready()
+	notify.Status(fmt.Sprintf("running: %d reader(s), broker %s", len(d.readers), d.cfg.MQTT.Broker))
 	d.log.Info("station running", "station", d.cfg.Station.ID, "site", d.cfg.Station.Site, "door", d.cfg.Station.Door,
 		"direction", d.cfg.Station.Direction, "readers", len(d.readers), "broker", d.cfg.MQTT.Broker, "version", version)
 
 	<-ctx.Done()
+	notify.Stopping()
 	d.log.Info("shutting down")
 	// 1. readers: no new frames.
 	stopReaders()
@@ -413,7 +421,7 @@ func (d *daemon) Run(ctx context.Context) error {
 	inputsDone.Wait()
 	// 2. pipeline: record every frame already read.
 	close(frames)
-	err := <-stationDone
+	err = <-stationDone
 	stopStation()
 	// 3. uplink: a short grace to deliver what is pending; the uplink then
 	// publishes the offline status (the will) itself and waits for its

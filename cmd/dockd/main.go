@@ -3,6 +3,7 @@
 //	dockd run --config /etc/dockd/dockd.yaml   run a station
 //	dockd demo                                 a demo station on embedded defaults
 //	dockd check-config FILE                    validate a config (file:line: reason)
+//	dockd provision / dockd doctor             set a box up; diagnose it
 //	dockd decode [--rfid]                      decode scans from stdin, one JSON line each
 //	dockd allowlist import|export|stats|lookup manage the local allowlist
 //	dockd buffer stats|peek|export|import      inspect and carry the event backlog
@@ -60,6 +61,8 @@ Usage:
   dockd run --config FILE            run a station (default FILE /etc/dockd/dockd.yaml)
   dockd demo                         a demo station: type scans, watch the light and what central receives
   dockd check-config FILE            validate a config; exits 1 with file:line: reason on error
+  dockd provision [--site … --door … --yes]   write /etc/dockd/dockd.yaml (interactive on a terminal)
+  dockd doctor [--json] [--wait-scan N]      check config, readers, GPIO, broker, clock, disk, buffer, allowlist
   dockd decode [--rfid]              decode scans from stdin (one per line), print one JSON object per line
   dockd allowlist import|export|stats|lookup ...
   dockd buffer stats|peek|export|import ...
@@ -80,6 +83,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdDemo(ctx, rest, stdin, stdout, stderr)
 	case "check-config":
 		return cmdCheckConfig(rest, stdout)
+	case "provision":
+		return cmdProvision(ctx, rest, stdin, stdout, stderr)
+	case "doctor":
+		return cmdDoctor(ctx, rest, stdout, stderr)
 	case "decode":
 		return cmdDecode(rest, stdin, stdout)
 	case "allowlist":
