@@ -492,7 +492,7 @@ func (d *daemon) watchInputs(ctx context.Context) *sync.WaitGroup {
 // stream, durably, like a scan's custody event.
 func (d *daemon) recordOperator(ctx context.Context, action, detail string) {
 	ev := dock.CustodyEvent{
-		Schema: dock.EventSchema, Kind: "operator", Action: action, ID: dock.NewEventID(),
+		Schema: dock.OperatorEventSchema, Kind: "operator", Action: action, ID: dock.NewEventID(),
 		Site: d.cfg.Station.Site, Station: d.cfg.Station.ID, Door: d.cfg.Station.Door,
 		Direction: d.station.Direction(), Time: time.Now().UTC(), ClockSynced: clockSynced(),
 		Decision: dock.Decision{Detail: detail},

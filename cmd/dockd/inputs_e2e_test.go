@@ -9,6 +9,8 @@ import (
 
 	"github.com/dockd/dockd/internal/dock"
 	"github.com/dockd/dockd/internal/testkit"
+	"github.com/dockd/dockd/uplink/contract"
+	"github.com/dockd/dockd/uplink/contract/contracttest"
 )
 
 // The door's GPIO inputs on the whole daemon: with hold_after_reject a
@@ -49,6 +51,11 @@ func TestDoorInputs(t *testing.T) {
 	s.write(gs1Scan("LOT42", "H2"))
 	evs := waitEvents(t, s.sub, 4, 10*time.Second)
 
+	for _, m := range s.sub.Messages() {
+		if strings.HasSuffix(m.Topic, "/events") && strings.Contains(string(m.Payload), `"kind":"operator"`) {
+			contracttest.Require(t, contract.OperatorEventSchemaFile, m.Payload)
+		}
+	}
 	var acks, dirs int
 	for _, e := range evs {
 		switch {

@@ -9,6 +9,10 @@ import (
 // EventSchema is the version of the CustodyEvent payload published to MQTT.
 const EventSchema = "dockd.custody-event/1"
 
+// OperatorEventSchema names operator records (Kind "operator") on the same
+// topic: an operator action, no scan and no decision.
+const OperatorEventSchema = "dockd.operator-event/1"
+
 // CustodyEvent is the record of one scan at a door: who/what/where/when/why.
 // It is what the buffer stores (as JSON) and what the uplink publishes,
 // byte for byte. Once appended its ID and Seq never change, so central can

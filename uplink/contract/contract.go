@@ -22,6 +22,7 @@ var Schemas embed.FS
 // Schema file names inside Schemas, one per payload kind.
 const (
 	EventSchemaFile           = "event.schema.json"
+	OperatorEventSchemaFile   = "operator-event.schema.json"
 	StatusSchemaFile          = "status.schema.json"
 	CommandSchemaFile         = "command.schema.json"
 	CommandReplySchemaFile    = "command-reply.schema.json"

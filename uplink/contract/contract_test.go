@@ -10,8 +10,8 @@ import (
 
 func TestSchemasCompile(t *testing.T) {
 	files, err := fs.Glob(contract.Schemas, "*.schema.json")
-	if err != nil || len(files) != 5 {
-		t.Fatalf("embedded schemas %v (%v), want 5", files, err)
+	if err != nil || len(files) != 6 {
+		t.Fatalf("embedded schemas %v (%v), want 6", files, err)
 	}
 	for _, f := range files {
 		if _, err := contracttest.Compile(f); err != nil {
