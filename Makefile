@@ -6,7 +6,7 @@ PKGS    := ./...
 # Fuzz targets run for FUZZTIME each in `make test`; `make fuzz FUZZTIME=5m` for longer.
 FUZZTIME ?= 5s
 
-.PHONY: build run test test-deps unit fuzz bench cross lint soak clean
+.PHONY: build run test test-deps unit fuzz bench cross lint soak fleet deb clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dockd ./cmd/dockd
@@ -20,6 +20,7 @@ test: test-deps unit fuzz
 
 test-deps:
 	@scripts/ensure-mosquitto.sh
+	@scripts/ensure-chromium.sh
 
 unit:
 	$(GO) vet $(PKGS)
@@ -37,6 +38,14 @@ fuzz:
 bench:
 	@scripts/bench.sh
 
+# A fleet of stations (default 200) on one broker: events/s, latency, loss.
+# Central reads through a shared subscription; the restart run uses
+# partitioned consumers, since Mosquitto 2.0 forgets $share subscriptions
+# across a restart (see uplink/SCALING.md).
+fleet: test-deps
+	$(GO) run ./cmd/fleet -stations 200 -duration 20s -central shared
+	$(GO) run ./cmd/fleet -stations 200 -duration 20s -restart-at 8s -central partitioned
+
 # Long fault soaks, not in `make test`: 1,000 randomised kill -9 points.
 soak: test-deps
 	DOCKD_KILL_POINTS=1000 $(GO) test -race -count=1 -run '^TestCrashPoints$$' -timeout 90m -v ./cmd/dockd
@@ -49,6 +58,12 @@ cross:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+
+# Debian packages for amd64, arm64 and armhf (nfpm as a Go library) into
+# $(DEB_OUT): dockd_VERSION_ARCH.deb.
+DEB_OUT ?= dist
+deb:
+	$(GO) run ./cmd/mkdeb -version $(VERSION) -out $(DEB_OUT)
 
 clean:
 	rm -rf bin dist

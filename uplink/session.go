@@ -275,6 +275,11 @@ sweep:
 		s.LastAck = now
 		s.AckedSeq = c.ackedSeq
 	})
+	if c.onAck != nil {
+		for _, p := range q[:n] {
+			c.onAck(now.Sub(p.sent))
+		}
+	}
 	return q[n:], err
 }
 

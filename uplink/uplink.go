@@ -148,6 +148,7 @@ type Client struct {
 
 	// Set before Run.
 	onChange func(up bool)
+	onAck    func(latency time.Duration)
 	subs     []subscription
 	started  atomic.Bool
 
@@ -296,6 +297,16 @@ func (c *Client) updateStats(fn func(*Stats)) {
 	c.statsMu.Lock()
 	fn(&c.stats)
 	c.statsMu.Unlock()
+}
+
+// OnAck registers fn, called from Run's goroutine with the publish-to-PUBACK
+// time of every acknowledged event (for a latency histogram). Call before
+// Run; fn must be quick.
+func (c *Client) OnAck(fn func(latency time.Duration)) {
+	if c.started.Load() {
+		panic("uplink: OnAck after Run")
+	}
+	c.onAck = fn
 }
 
 // liveConn is the current connection, for publishes outside the event flow.

@@ -9,20 +9,32 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/dockd/dockd/internal/allowlist"
 )
 
+const allowlistUsage = `usage: dockd allowlist import [--partial] [--format csv|jsonl] [--version V] FILE
+       dockd allowlist export [FILE]
+       dockd allowlist stats
+       dockd allowlist lookup GTIN LOT|SERIAL | lookup SSCC
+       dockd allowlist trace --lot L | --serial S | --sscc X [--gtin G]`
+
 func cmdAllowlist(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return &exitError{2, errors.New("usage: dockd allowlist import FILE | export [FILE] | stats | lookup GTIN LOT")}
+		return &exitError{2, errors.New(allowlistUsage)}
 	}
 	sub := args[0]
+	if sub == "trace" {
+		return cmdTrace(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("allowlist "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dirOf := stateFlags(fs)
 	ver := fs.String("version", "", "import: version name (default: the file name and time)")
+	partial := fs.Bool("partial", false, "import: import the good rows even when some rows are bad (they are listed)")
+	format := fs.String("format", "", "import: csv or jsonl (default: by file name, else sniffed)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return &exitError{2, err}
 	}
@@ -41,7 +53,7 @@ func cmdAllowlist(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	switch sub {
 	case "import":
 		if fs.NArg() != 1 {
-			return &exitError{2, errors.New("usage: dockd allowlist import FILE")}
+			return &exitError{2, errors.New(allowlistUsage)}
 		}
 		f, err := os.Open(fs.Arg(0))
 		if err != nil {
@@ -56,14 +68,29 @@ func cmdAllowlist(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if v == "" {
 			v = filepath.Base(fs.Arg(0)) + "@" + time.Now().UTC().Format("20060102T150405Z")
 		}
+		fm := allowlist.Format(*format)
+		if fm == "" {
+			switch strings.ToLower(filepath.Ext(fs.Arg(0))) {
+			case ".csv":
+				fm = allowlist.CSV
+			case ".jsonl", ".ndjson":
+				fm = allowlist.JSONL
+			}
+		}
 		cr := &countingReader{r: f}
 		p := newProgress(stderr, "import", total)
-		info, err := list.ImportCSV(ctx, cr, v, func(rows int) { p.update(cr.n, rows) })
+		info, err := list.Import(ctx, cr, allowlist.ImportOptions{Format: fm, Version: v, Partial: *partial,
+			Progress: func(rows int) { p.update(cr.n, rows) }})
 		p.done()
-		if err != nil {
-			return err
+		var ie *allowlist.ImportError
+		if errors.As(err, &ie) && *partial && info.Version != "" {
+			fmt.Fprintf(stderr, "%d bad rows skipped:\n%s\n", ie.Bad, strings.TrimPrefix(ie.Error(), strings.SplitN(ie.Error(), "\n", 2)[0]+"\n"))
+		} else if err != nil {
+			return &exitError{1, err}
 		}
-		fmt.Fprintf(stdout, "imported %d lots as version %s\n", info.Lots, info.Version)
+		c := info.Counts
+		fmt.Fprintf(stdout, "imported version %s: %d products, %d lots (%d batch codes), %d serials, %d SSCCs, %d shipment lines\n",
+			info.Version, c.Products, c.Lots, c.Batches, c.Serials, c.SSCCs, c.Shipments)
 	case "export":
 		w := stdout
 		if fs.NArg() == 1 {
@@ -78,7 +105,7 @@ func cmdAllowlist(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "exported %d lots\n", n)
+		fmt.Fprintf(stderr, "exported %d rows\n", n)
 	case "stats":
 		info, err := list.Info()
 		if err != nil {
@@ -86,20 +113,47 @@ func cmdAllowlist(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		return json.NewEncoder(stdout).Encode(info)
 	case "lookup":
-		if fs.NArg() != 2 {
-			return &exitError{2, errors.New("usage: dockd allowlist lookup GTIN LOT")}
-		}
-		l, ok, err := list.Lot(fs.Arg(0), fs.Arg(1))
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return &exitError{1, fmt.Errorf("GTIN %s lot %s is not on the list", fs.Arg(0), fs.Arg(1))}
-		}
-		return json.NewEncoder(stdout).Encode(l)
+		return lookup(list, fs.Args(), stdout)
 	default:
-		return &exitError{2, fmt.Errorf("unknown allowlist command %q", sub)}
+		return &exitError{2, fmt.Errorf("unknown allowlist command %q\n%s", sub, allowlistUsage)}
 	}
 	return nil
 }
 
+// lookup prints what the list says about GTIN+LOT, GTIN+SERIAL or an SSCC.
+func lookup(list *allowlist.Store, args []string, stdout io.Writer) error {
+	enc := json.NewEncoder(stdout)
+	switch len(args) {
+	case 1:
+		p, ok, err := list.SSCC(args[0])
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &exitError{1, fmt.Errorf("SSCC %s is not on the list", args[0])}
+		}
+		return enc.Encode(map[string]any{"sscc": p})
+	case 2:
+		g, key := args[0], args[1]
+		l, lok, err := list.Lot(g, key)
+		if err != nil {
+			return err
+		}
+		s, sok, err := list.Serial(g, key)
+		if err != nil {
+			return err
+		}
+		if !lok && !sok {
+			return &exitError{1, fmt.Errorf("GTIN %s has no lot or serial %q on the list", g, key)}
+		}
+		out := map[string]any{}
+		if lok {
+			out["lot"] = l
+		}
+		if sok {
+			out["serial"] = s
+		}
+		return enc.Encode(out)
+	}
+	return &exitError{2, errors.New("usage: dockd allowlist lookup GTIN LOT|SERIAL | lookup SSCC")}
+}

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -31,6 +34,7 @@ import (
 	"github.com/dockd/dockd/internal/scan"
 	"github.com/dockd/dockd/internal/sdnotify"
 	"github.com/dockd/dockd/internal/station"
+	"github.com/dockd/dockd/internal/statuspage"
 	"github.com/dockd/dockd/uplink"
 	"github.com/dockd/dockd/uplink/contract"
 )
@@ -62,8 +66,11 @@ type daemon struct {
 	light   *light.StackLight
 	station *station.Station
 	readers []frameReader
-	up      *uplink.Client  // nil without a broker
-	cmds    *commandService // nil without a broker
+	up      *uplink.Client     // nil without a broker
+	cmds    *commandService    // nil without a broker
+	updater *allowlist.Updater // nil without a broker
+	page    *statuspage.Server
+	pageLn  net.Listener // the status page's listener, opened at start
 	opts    daemonOptions
 
 	ackButton, dirSwitch gpio.PinIn // optional door inputs
@@ -84,7 +91,12 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("creating state dir: %w", err)
 	}
-	if d.list, err = allowlist.Open(filepath.Join(cfg.StateDir, "allowlist.db")); err != nil {
+	listOpts := []allowlist.Option{allowlist.WithTraceRetention(cfg.Allowlist.TraceRetention)}
+	if k := cfg.Allowlist.PublicKey; k != "" {
+		key, _ := base64.StdEncoding.DecodeString(k) // validated by config.Parse
+		listOpts = append(listOpts, allowlist.WithPublicKey(ed25519.PublicKey(key)))
+	}
+	if d.list, err = allowlist.Open(filepath.Join(cfg.StateDir, "allowlist.db"), listOpts...); err != nil {
 		return nil, err
 	}
 	storageAlarm := false
@@ -101,6 +113,9 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 		d.queue, err = buffer.Open(bufPath, bopts)
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := d.replayCustody(); err != nil {
 		return nil, err
 	}
 
@@ -132,14 +147,10 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 	if err != nil {
 		return nil, fmt.Errorf("decoder: %w", err)
 	}
-	pol := custody.Policy{Warn: map[dock.Reason]bool{}}
-	for _, r := range cfg.Policy.Warn {
-		pol.Warn[r] = true
-	}
 	d.station = station.New(station.Config{
 		Site: cfg.Station.Site, Door: cfg.Station.Door, StationID: cfg.Station.ID, Direction: cfg.Station.Direction,
-		Policy: pol, ClockSynced: clockSynced, ListVersion: d.listVersion,
-	}, dec, d.list, outbox{d.queue}, d.light, log.With("part", "station"))
+		Policy: policyOf(cfg.Policy), ClockSynced: clockSynced, ListVersion: d.list.Version,
+	}, dec, d.list, d.outbox(), d.light, log.With("part", "station"))
 
 	for _, rc := range cfg.Readers {
 		switch rc.Type {
@@ -173,7 +184,39 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 			return nil, err
 		}
 	}
+	if cfg.Status.Addr != "" {
+		if err := d.openStatusPage(); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
+}
+
+// openStatusPage builds the status page and opens its listener now, so a
+// taken port fails the start rather than a running station.
+func (d *daemon) openStatusPage() error {
+	sc := statuspage.Config{Addr: d.cfg.Status.Addr, AuthReads: d.cfg.Status.AuthReads,
+		TLSCertFile: d.cfg.Status.TLSCert, TLSKeyFile: d.cfg.Status.TLSKey, ClientCAFile: d.cfg.Status.ClientCA}
+	if pf := d.cfg.Status.PasswordFile; pf != "" {
+		h, err := statuspage.LoadPasswordFile(pf)
+		if err != nil {
+			return fmt.Errorf("status.password_file: %w", err)
+		}
+		sc.PasswordSHA256 = h
+	}
+	page, metrics, _, err := openStatusPage(d, sc)
+	if err != nil {
+		return err
+	}
+	if d.up != nil {
+		d.up.OnAck(metrics.ObservePublishLatency)
+	}
+	ln, err := net.Listen("tcp", d.cfg.Status.Addr)
+	if err != nil {
+		return fmt.Errorf("status page: listening on %s (change status.addr, or empty it to turn the page off): %w", d.cfg.Status.Addr, err)
+	}
+	d.page, d.pageLn = page, ln
+	return nil
 }
 
 func readerConfig(rc config.Reader) reader.Config {
@@ -286,7 +329,7 @@ func (d *daemon) newUplink() (*uplink.Client, error) {
 		Broker: m.Broker, ClientID: m.ClientID, Username: m.Username, Password: password, TLS: tlsCfg,
 		EventsTopic: base + "/events", StatusTopic: base + "/status", Will: will,
 		InFlight: m.InFlight, KeepAlive: m.KeepAlive, AckTimeout: m.AckTimeout,
-	}, outbox{d.queue}, d.log.With("part", "uplink"))
+	}, d.outbox(), d.log.With("part", "uplink"))
 	if err != nil {
 		return nil, err
 	}
@@ -297,6 +340,8 @@ func (d *daemon) newUplink() (*uplink.Client, error) {
 	}
 	d.cmds = newCommandService(command.NewHandler(command.Config{Topics: topics, Station: d.cfg.Station.ID, Log: d.log, Exec: exec}), up, d.log)
 	up.Handle(topics.CommandFilter(), 1, d.cmds.Receive)
+	d.updater = allowlist.NewUpdater(d.list, d.publishListAck, d.log.With("part", "allowlist"))
+	up.Handle(m.TopicPrefix+"/"+d.cfg.Station.Site+"/allowlist/#", 1, d.updater.Handle)
 	up.OnConnectionChange(func(connected bool) {
 		d.light.SetCondition(dock.ConditionBrokerOffline, !connected)
 		if connected {
@@ -349,12 +394,92 @@ func (d *daemon) reloadConfig() error {
 	return nil
 }
 
-func (d *daemon) listVersion() string {
-	in, err := d.list.Info()
-	if err != nil {
-		return ""
+// publishListAck answers central's allowlist updates on
+// PREFIX/SITE/DOOR/allowlist/ack (staged chunks are not acknowledged one by
+// one). Called from the updater's goroutine.
+func (d *daemon) publishListAck(a allowlist.Ack) {
+	if a.Status == allowlist.StatusStaged {
+		return
 	}
-	return in.Version
+	b, err := json.Marshal(a)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.up.Publish(ctx, d.cfg.TopicBase()+"/allowlist/ack", b); err != nil {
+		d.log.Warn("allowlist update acknowledgement not published", "version", a.Version, "status", a.Status, "err", err)
+	}
+	d.publishStatus("online")
+}
+
+// policyOf turns the config's policy into the rules' policy.
+func policyOf(c config.Policy) custody.Policy {
+	p := custody.Policy{Warn: map[dock.Reason]bool{}, ExpiresSoonDays: c.ExpiresSoonDays,
+		Direction: map[dock.Direction]map[dock.Reason]custody.Severity{}}
+	for _, r := range c.Warn {
+		p.Warn[r] = true
+	}
+	for dir, dp := range map[dock.Direction]config.DirectionPolicy{dock.Receiving: c.Receiving, dock.Shipping: c.Shipping} {
+		m := map[dock.Reason]custody.Severity{}
+		for _, r := range dp.Warn {
+			m[r] = custody.SeverityWarn
+		}
+		for _, r := range dp.Reject {
+			m[r] = custody.SeverityReject
+		}
+		p.Direction[dir] = m
+	}
+	return p
+}
+
+// replayCustody brings the allowlist's custody state up to date after a
+// crash: custody changes reach allowlist.db in batches (no fsync on the
+// light path), so events above its checkpoint are replayed from the event
+// buffer, which keeps them until they are checkpointed (see outbox.Ack).
+func (d *daemon) replayCustody() error {
+	after := d.list.Checkpoint()
+	replayed := 0
+	for {
+		rs, err := d.queue.Pending(after, 1000)
+		if err != nil {
+			return fmt.Errorf("replaying custody from the buffer: %w", err)
+		}
+		if len(rs) == 0 {
+			break
+		}
+		for _, r := range rs {
+			var ev dock.CustodyEvent
+			if json.Unmarshal(r.Payload, &ev) == nil && ev.Kind == "" {
+				d.list.Record(ev)
+				replayed++
+			}
+			after = r.Seq
+		}
+	}
+	if replayed > 0 {
+		if err := d.list.Flush(); err != nil {
+			return fmt.Errorf("replaying custody from the buffer: %w", err)
+		}
+		d.log.Info("custody state replayed from the buffer", "events", replayed, "checkpoint", d.list.Checkpoint())
+	}
+	return nil
+}
+
+// outbox is the buffer as the pipeline and the uplink see it.
+func (d *daemon) outbox() outbox { return outbox{q: d.queue, floor: d.list.Checkpoint} }
+
+// catchUpAcks removes from the buffer what the broker acknowledged and the
+// custody state has checkpointed (outbox.Ack holds back the rest).
+func (d *daemon) catchUpAcks() {
+	if d.up == nil {
+		return
+	}
+	if seq := min(d.up.Stats().AckedSeq, d.list.Checkpoint()); seq > d.queue.Stats().LastAckSeq {
+		if err := d.queue.Ack(seq); err != nil {
+			d.log.Error("acknowledging delivered events in the buffer", "seq", seq, "err", err)
+		}
+	}
 }
 
 // Run runs the station until ctx ends, then shuts down in order: readers
@@ -377,9 +502,22 @@ func (d *daemon) Run(ctx context.Context) error {
 		d.publishStatus("online")
 		go func() { upDone <- d.up.Run(upCtx) }()
 		go func() { cmdDone <- d.cmds.Run(upCtx) }()
+		go func() { d.updater.Run(upCtx) }()
 	} else {
 		close(upDone)
 		close(cmdDone)
+	}
+
+	listCtx, stopList := context.WithCancel(context.Background())
+	listDone := make(chan error, 1)
+	go func() { listDone <- d.list.Run(listCtx) }()
+
+	pageCtx, stopPage := context.WithCancel(context.Background())
+	pageDone := make(chan error, 1)
+	if d.page != nil {
+		go func() { pageDone <- d.page.Serve(pageCtx, d.pageLn) }()
+	} else {
+		close(pageDone)
 	}
 
 	stationCtx, stopStation := context.WithCancel(context.Background())
@@ -408,21 +546,37 @@ func (d *daemon) Run(ctx context.Context) error {
 	}
 	notify.Ready()
 	notify.Status(fmt.Sprintf("running: %d reader(s), broker %s", len(d.readers), d.cfg.MQTT.Broker))
+	wdDone := make(chan struct{})
+	go func() {
+		defer close(wdDone)
+		notify.RunWatchdog(readerCtx, d.station.Ping, d.log.With("part", "watchdog"))
+	}()
 	d.log.Info("station running", "station", d.cfg.Station.ID, "site", d.cfg.Station.Site, "door", d.cfg.Station.Door,
 		"direction", d.cfg.Station.Direction, "readers", len(d.readers), "broker", d.cfg.MQTT.Broker, "version", version)
 
 	<-ctx.Done()
 	notify.Stopping()
 	d.log.Info("shutting down")
+	// 0. the status page: no more buttons or injected scans.
+	stopPage()
+	<-pageDone
 	// 1. readers: no new frames.
 	stopReaders()
 	readersWG.Wait()
 	<-bgDone
 	inputsDone.Wait()
+	<-wdDone
 	// 2. pipeline: record every frame already read.
 	close(frames)
 	err = <-stationDone
 	stopStation()
+	// The custody state of every recorded event reaches allowlist.db; then
+	// the buffer may let go of what the broker has.
+	stopList()
+	<-listDone
+	if d.up != nil {
+		d.catchUpAcks()
+	}
 	// 3. uplink: a short grace to deliver what is pending; the uplink then
 	// publishes the offline status (the will) itself and waits for its
 	// PUBACK. Whatever is left stays in the buffer for the next start.
@@ -431,6 +585,7 @@ func (d *daemon) Run(ctx context.Context) error {
 		stopUp()
 		<-upDone
 		<-cmdDone
+		d.catchUpAcks()
 	}
 	stopUp()
 	// 4. buffer and list, 5. light dark.
@@ -497,7 +652,7 @@ func (d *daemon) recordOperator(ctx context.Context, action, detail string) {
 		Direction: d.station.Direction(), Time: time.Now().UTC(), ClockSynced: clockSynced(),
 		Decision: dock.Decision{Detail: detail},
 	}
-	seq, err := outbox{d.queue}.Append(context.WithoutCancel(ctx), func(seq uint64) ([]byte, error) {
+	seq, err := d.outbox().Append(context.WithoutCancel(ctx), func(seq uint64) ([]byte, error) {
 		e := ev
 		e.Seq = seq
 		return json.Marshal(&e)
@@ -511,12 +666,15 @@ func (d *daemon) recordOperator(ctx context.Context, action, detail string) {
 
 func (d *daemon) drainUplink(grace time.Duration) {
 	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) && d.up.Connected() && d.queue.Stats().Depth > 0 {
+	for time.Now().Before(deadline) && d.up.Connected() && d.up.Stats().AckedSeq < d.queue.Stats().NewestSeq {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
 func (d *daemon) closeStores() {
+	if d.pageLn != nil && d.page == nil {
+		d.pageLn.Close()
+	}
 	if d.queue != nil {
 		if err := d.queue.Close(); err != nil {
 			d.log.Error("closing buffer", "err", err)
@@ -540,6 +698,7 @@ func (d *daemon) watch(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		d.catchUpAcks()
 		st := d.queue.Stats()
 		if a := st.Alarm || st.OverAge; a != alarm {
 			alarm = a
@@ -632,7 +791,13 @@ func clockSynced() bool {
 }
 
 // outbox adapts the bbolt buffer to the pipeline's and the uplink's views.
-type outbox struct{ q *buffer.Queue }
+// floor, when set, holds acknowledgements back to the allowlist's custody
+// checkpoint, so events whose custody change is not yet on disk stay in the
+// buffer for replay after a crash (daemon.catchUpAcks releases them).
+type outbox struct {
+	q     *buffer.Queue
+	floor func() uint64
+}
 
 func (o outbox) Append(ctx context.Context, build func(seq uint64) ([]byte, error)) (uint64, error) {
 	seq, err := o.q.Append(ctx, build)
@@ -651,5 +816,14 @@ func (o outbox) Pending(after uint64, max int) ([]uplink.Record, error) {
 	return out, err
 }
 
-func (o outbox) Ack(seq uint64) error    { return o.q.Ack(seq) }
+func (o outbox) Ack(seq uint64) error {
+	if o.floor != nil {
+		seq = min(seq, o.floor())
+	}
+	if seq <= o.q.Stats().LastAckSeq {
+		return nil
+	}
+	return o.q.Ack(seq)
+}
+
 func (o outbox) Notify() <-chan struct{} { return o.q.Notify() }

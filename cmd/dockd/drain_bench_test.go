@@ -109,7 +109,7 @@ func BenchmarkDrainVsRelay(b *testing.B) {
 		}
 		wg.Wait()
 		got, stop = counter(b, m.URL(), "bench/#")
-		up, err := uplink.New(uplink.Config{Broker: m.URL(), ClientID: "bench-station", EventsTopic: "bench/events", StatusTopic: "bench/status", InFlight: 128}, outbox{q}, log)
+		up, err := uplink.New(uplink.Config{Broker: m.URL(), ClientID: "bench-station", EventsTopic: "bench/events", StatusTopic: "bench/status", InFlight: 128}, outbox{q: q}, log)
 		if err != nil {
 			b.Fatal(err)
 		}

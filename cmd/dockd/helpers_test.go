@@ -63,6 +63,8 @@ mqtt:
   in_flight: 16
   keep_alive: 2s
   ack_timeout: 2s
+status:
+  addr: 127.0.0.1:0
 log:
   level: info
   format: json
@@ -382,10 +384,13 @@ func startProc(t testing.TB, configPath string) *proc {
 	return startProcBin(t, dockdBinary(t), configPath)
 }
 
-func startProcBin(t testing.TB, bin, configPath string) *proc {
+func startProcBin(t testing.TB, bin, configPath string, env ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, "run", "--config", configPath)
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, _ := p.cmd.StderrPipe()
 	p.cmd.Stdout = io.Discard
 	if err := p.cmd.Start(); err != nil {

@@ -63,8 +63,11 @@ Usage:
   dockd check-config FILE            validate a config; exits 1 with file:line: reason on error
   dockd provision [--site … --door … --yes]   write /etc/dockd/dockd.yaml (interactive on a terminal)
   dockd doctor [--json] [--wait-scan N]      check config, readers, GPIO, broker, clock, disk, buffer, allowlist
+  dockd light test [--direct]        cycle every lamp and the buzzer (through the running station)
+  dockd simulate [SCAN …]            inject scans into the running station (args or stdin), print each decision
   dockd decode [--rfid]              decode scans from stdin (one per line), print one JSON object per line
   dockd allowlist import|export|stats|lookup ...
+  dockd trace --lot L | --serial S | --sscc X   what crossed this door, when, which way, with what decision
   dockd buffer stats|peek|export|import ...
   dockd version
 `
@@ -87,6 +90,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdProvision(ctx, rest, stdin, stdout, stderr)
 	case "doctor":
 		return cmdDoctor(ctx, rest, stdout, stderr)
+	case "trace":
+		return cmdTrace(ctx, rest, stdout, stderr)
+	case "light":
+		return cmdLight(ctx, rest, stdout, stderr)
+	case "simulate":
+		return cmdSimulate(ctx, rest, stdin, stdout, stderr)
 	case "decode":
 		return cmdDecode(rest, stdin, stdout)
 	case "allowlist":

@@ -1,447 +1,536 @@
-// Package allowlist keeps the door's list of lots in a bbolt file and
-// answers the rules' look-ups from it.
+// Package allowlist keeps the door's list — products, lots with their
+// batches, serials, pallets (SSCC) and expected shipments — in a bbolt
+// file, answers the rules' look-ups from it, and keeps the station's own
+// custody state and a trace of what crossed the door.
 //
-// The list is versioned. An import writes a complete new version beside the
-// active one and then switches the active pointer in one transaction, so a
-// reader sees either the old list or the new one, never half of either; the
-// old version is deleted in that same transaction. An import that fails
-// (bad rows, I/O error, cancelled) leaves the active version in force.
+// # Versions
+//
+// The list is versioned. An import (file or MQTT snapshot) writes a
+// complete new version beside the active one and then switches the active
+// pointer in one transaction, so a reader sees either the old list or the
+// new one, never half of either; the old version is deleted in that same
+// transaction. A delta is applied to the active version in one transaction.
+// An import or delta that fails (bad rows, bad signature, I/O error,
+// cancelled) leaves the active version in force.
+//
+// # Custody state
+//
+// Record applies the custody change of a durable event to an in-memory
+// overlay at once (no disk write on the light path), so a serial received
+// twice is caught on the next scan even offline. Run persists the overlay
+// to bbolt in batches, with a checkpoint (the highest event seq persisted);
+// see Checkpoint for the crash story.
 package allowlist
 
 import (
 	"bytes"
-	"context"
-	"encoding/csv"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/dockd/dockd/internal/custody"
+	"github.com/dockd/dockd/internal/dock"
 )
 
 var (
-	bucketMeta  = []byte("meta")
-	bucketLists = []byte("lists")
-	keyActive   = []byte("active")
-	keyUpdated  = []byte("updated")
-	keyCount    = []byte("count")
-	keyVersion  = []byte("version")
+	bucketMeta     = []byte("meta")
+	bucketLists    = []byte("lists")
+	bucketCustody  = []byte("custody")
+	bucketTrace    = []byte("trace")
+	bucketTraceIdx = []byte("trace_idx")
+	bucketStaging  = []byte("staging")
+
+	keyActive     = []byte("active")
+	keyUpdated    = []byte("updated")
+	keyCounts     = []byte("counts")
+	keyVersion    = []byte("version")
+	keySeq        = []byte("seq")
+	keyCheckpoint = []byte("custody_seq")
+
+	// Sub-buckets of one list version.
+	subLots      = []byte("l") // gtin \0 lot → encoded lot
+	subBatches   = []byte("b") // gtin \0 batch → lot
+	subSerials   = []byte("s") // gtin \0 serial → encoded serial
+	subSSCCs     = []byte("x") // sscc → encoded serial
+	subShipments = []byte("h") // id \0 be32(line) → encoded line; id → header
+	subProducts  = []byte("p") // gtin → name
 )
 
-// ErrNoList is returned by look-ups when no list was ever imported.
+// ErrNoList is returned by look-ups that need a list when none was ever
+// imported.
 var ErrNoList = errors.New("allowlist: no list imported yet")
 
-// Store is the bbolt-backed allowlist. It is safe for concurrent use; look-ups
-// run in read transactions and never block behind an import.
+// Store is the bbolt-backed allowlist and custody state. It is safe for
+// concurrent use; look-ups run in read transactions and never block
+// behind an import or update (one import or update runs at a time).
 type Store struct {
 	db       *bolt.DB
 	path     string
 	importMu sync.Mutex // one import at a time
+	updMu    sync.Mutex // one MQTT update at a time
+	opts     options
+
+	ships atomic.Pointer[shipCache]
+	ov    overlay
 }
 
-// Open opens or creates the allowlist file at path.
-func Open(path string) (*Store, error) {
-	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: 2 * time.Second})
+// Option adjusts Open.
+type Option func(*options)
+
+type options struct {
+	traceRetention time.Duration
+	flushEvery     time.Duration
+	flushRecords   int
+	publicKey      []byte // ed25519.PublicKey; nil: updates are not signed
+}
+
+// WithTraceRetention keeps trace records for d (default 90 days).
+func WithTraceRetention(d time.Duration) Option { return func(o *options) { o.traceRetention = d } }
+
+// WithFlush sets how often Run persists the custody overlay (default
+// 500ms) and after how many recorded events it flushes early (default 256).
+func WithFlush(every time.Duration, records int) Option {
+	return func(o *options) { o.flushEvery, o.flushRecords = every, records }
+}
+
+// Open opens or creates the allowlist file at path. The file is locked
+// while open: one process at a time.
+func Open(path string, opt ...Option) (*Store, error) {
+	o := options{traceRetention: 90 * 24 * time.Hour, flushEvery: 500 * time.Millisecond, flushRecords: 256}
+	for _, f := range opt {
+		f(&o)
+	}
+	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("opening allowlist %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bucketMeta); err != nil {
-			return err
+		for _, b := range [][]byte{bucketMeta, bucketLists, bucketCustody, bucketTrace, bucketTraceIdx, bucketStaging} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
 		}
-		_, err := tx.CreateBucketIfNotExists(bucketLists)
-		return err
+		return nil
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("initialising allowlist %s: %w", path, err)
 	}
-	return &Store{db: db, path: path}, nil
+	s := &Store{db: db, path: path, opts: o}
+	s.ov.init()
+	s.dropStale()
+	return s, nil
 }
 
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close persists the custody overlay (one fsync) and closes the file.
+func (s *Store) Close() error {
+	ferr := s.Flush()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("closing allowlist %s: %w", s.path, err)
+	}
+	return ferr
+}
+
+// Counts are the entries of a list version by kind.
+type Counts struct {
+	Products  int `json:"products"`
+	Lots      int `json:"lots"`
+	Batches   int `json:"batches"`
+	Serials   int `json:"serials"`
+	SSCCs     int `json:"ssccs"`
+	Shipments int `json:"shipment_lines"`
+}
 
 // Info describes the active list.
 type Info struct {
 	Version string    `json:"version"`
+	Seq     uint64    `json:"seq"` // central's ordering number of the active version (0: local import only)
 	Lots    int       `json:"lots"`
+	Counts  Counts    `json:"counts"`
 	Updated time.Time `json:"updated"`
+	// Staged names a snapshot being received over MQTT, not yet active.
+	Staged *Staged `json:"staged,omitempty"`
+	// CustodySeq is the custody checkpoint: the highest event seq whose
+	// custody change is durable in this file.
+	CustodySeq uint64 `json:"custody_seq"`
 }
 
-// Info returns the active version, its entry count and when it became active.
-// Version is empty when no list was ever imported.
+// Staged is a snapshot whose chunks are still arriving.
+type Staged struct {
+	Seq    uint64 `json:"seq"`
+	Chunks int    `json:"chunks"` // received
+	Total  int    `json:"total"`  // 0 until the manifest arrived
+}
+
+// Info returns the active version, its entry counts and when it became
+// active. Version is empty when no list was ever imported.
 func (s *Store) Info() (Info, error) {
 	var in Info
 	err := s.db.View(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
 		in.Version = string(m.Get(keyVersion))
-		if b := m.Get(keyCount); b != nil {
-			fmt.Sscan(string(b), &in.Lots)
+		in.Seq = getU64(m.Get(keySeq))
+		in.CustodySeq = getU64(m.Get(keyCheckpoint))
+		if b := m.Get(keyCounts); b != nil {
+			if err := json.Unmarshal(b, &in.Counts); err != nil {
+				return fmt.Errorf("reading list counts: %w", err)
+			}
 		}
+		in.Lots = in.Counts.Lots
 		if b := m.Get(keyUpdated); b != nil {
 			in.Updated, _ = time.Parse(time.RFC3339Nano, string(b))
 		}
+		in.Staged = staged(tx)
 		return nil
 	})
 	return in, err
 }
 
-func lotKey(gtin, lot string) []byte {
-	k := make([]byte, 0, len(gtin)+1+len(lot))
-	k = append(k, gtin...)
-	k = append(k, 0)
-	return append(k, lot...)
+// Version returns the active version name ("" when none), cheaply.
+func (s *Store) Version() string {
+	var v string
+	s.db.View(func(tx *bolt.Tx) error { v = string(tx.Bucket(bucketMeta).Get(keyVersion)); return nil })
+	return v
 }
 
-// active returns the active version's lots bucket, or ErrNoList.
-func active(tx *bolt.Tx) (*bolt.Bucket, error) {
+func key2(a, b string) []byte {
+	k := make([]byte, 0, len(a)+1+len(b))
+	k = append(k, a...)
+	k = append(k, 0)
+	return append(k, b...)
+}
+
+func putU64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func getU64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+// activeBucket returns the active version's bucket, or nil.
+func activeBucket(tx *bolt.Tx) *bolt.Bucket {
 	v := tx.Bucket(bucketMeta).Get(keyActive)
 	if v == nil {
-		return nil, ErrNoList
+		return nil
 	}
-	b := tx.Bucket(bucketLists).Bucket(v)
-	if b == nil {
-		return nil, fmt.Errorf("allowlist: active version %q has no data", v)
-	}
-	return b, nil
+	return tx.Bucket(bucketLists).Bucket(v)
 }
 
-// Product reports whether any lot of gtin is on the active list. It
-// implements custody.List.
-func (s *Store) Product(gtin string) (bool, error) {
-	var ok bool
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b, err := active(tx)
-		if err != nil {
-			return err
-		}
-		prefix := append([]byte(gtin), 0)
-		k, _ := b.Cursor().Seek(prefix)
-		ok = k != nil && bytes.HasPrefix(k, prefix)
-		return nil
+// View runs fn with one consistent snapshot of the active list and the
+// station's custody state; fn must not keep the List after it returns.
+// Without a list every look-up finds nothing.
+func (s *Store) View(fn func(custody.List) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		return fn(s.snapshot(tx))
 	})
-	if errors.Is(err, ErrNoList) {
+}
+
+func (s *Store) snapshot(tx *bolt.Tx) *snapshot {
+	sn := &snapshot{s: s, tx: tx, cust: tx.Bucket(bucketCustody)}
+	if b := activeBucket(tx); b != nil {
+		sn.lots, sn.batches, sn.serials = b.Bucket(subLots), b.Bucket(subBatches), b.Bucket(subSerials)
+		sn.ssccs, sn.ships, sn.products = b.Bucket(subSSCCs), b.Bucket(subShipments), b.Bucket(subProducts)
+		sn.version = string(tx.Bucket(bucketMeta).Get(keyVersion))
+	}
+	return sn
+}
+
+// snapshot implements custody.List over one read transaction.
+type snapshot struct {
+	s                                                    *Store
+	tx                                                   *bolt.Tx
+	lots, batches, serials, ssccs, ships, products, cust *bolt.Bucket
+	version                                              string
+}
+
+func hasPrefix(b *bolt.Bucket, prefix []byte) bool {
+	if b == nil {
+		return false
+	}
+	k, _ := b.Cursor().Seek(prefix)
+	return k != nil && bytes.HasPrefix(k, prefix)
+}
+
+func (sn *snapshot) Product(gtin string) (bool, error) {
+	if sn.products != nil && sn.products.Get([]byte(gtin)) != nil {
+		return true, nil
+	}
+	p := append([]byte(gtin), 0)
+	return hasPrefix(sn.lots, p) || hasPrefix(sn.serials, p), nil
+}
+
+func (sn *snapshot) Lot(gtin, lot string) (custody.Lot, bool, error) {
+	if sn.lots == nil {
+		return custody.Lot{}, false, nil
+	}
+	v := sn.lots.Get(key2(gtin, lot))
+	if v == nil && sn.batches != nil {
+		if parent := sn.batches.Get(key2(gtin, lot)); parent != nil {
+			lot = string(parent)
+			v = sn.lots.Get(key2(gtin, lot))
+		}
+	}
+	if v == nil {
+		return custody.Lot{}, false, nil
+	}
+	l, err := decodeLot(gtin, lot, v)
+	if err != nil {
+		return l, false, fmt.Errorf("reading GTIN %s lot %q: %w", gtin, lot, err)
+	}
+	return l, true, nil
+}
+
+func (sn *snapshot) Serialised(gtin string) (bool, error) {
+	return hasPrefix(sn.serials, append([]byte(gtin), 0)), nil
+}
+
+func (sn *snapshot) Serial(gtin, serial string) (custody.Serial, bool, error) {
+	return sn.item(serialKey(gtin, serial), sn.serials, key2(gtin, serial), func(r *custody.Serial) { r.GTIN, r.Serial = gtin, serial })
+}
+
+func (sn *snapshot) TracksSSCC() (bool, error) {
+	if sn.ssccs == nil {
 		return false, nil
 	}
+	k, _ := sn.ssccs.Cursor().First()
+	return k != nil, nil
+}
+
+func (sn *snapshot) SSCC(sscc string) (custody.Serial, bool, error) {
+	return sn.item(ssccKey(sscc), sn.ssccs, []byte(sscc), func(r *custody.Serial) { r.SSCC = sscc })
+}
+
+// item merges the list's entry with the station's own custody record: the
+// later change wins (the station's on a tie).
+func (sn *snapshot) item(ckey string, list *bolt.Bucket, lkey []byte, ids func(*custody.Serial)) (custody.Serial, bool, error) {
+	var out custody.Serial
+	found := false
+	if list != nil {
+		if v := list.Get(lkey); v != nil {
+			var err error
+			if out, err = decodeSerial(v); err != nil {
+				return out, false, fmt.Errorf("reading %q: %w", lkey, err)
+			}
+			found = true
+		}
+	}
+	loc, ok, err := sn.s.local(sn.cust, ckey)
+	if err != nil {
+		return out, false, err
+	}
+	if ok && (!found || !loc.At.Before(out.At)) {
+		out.State, out.Door, out.At = loc.State, loc.Door, loc.At
+		if out.Lot == "" {
+			out.Lot = loc.Lot
+		}
+		if out.GTIN == "" {
+			out.GTIN = loc.GTIN
+		}
+		found = true
+	}
+	ids(&out)
+	return out, found, nil
+}
+
+func (sn *snapshot) Shipments(door string, dir dock.Direction) ([]custody.Shipment, error) {
+	if sn.ships == nil {
+		return nil, nil
+	}
+	c := sn.s.ships.Load()
+	if c == nil || c.version != sn.version {
+		var err error
+		if c, err = loadShipments(sn.ships, sn.version); err != nil {
+			return nil, err
+		}
+		sn.s.ships.Store(c)
+	}
+	return c.by[string(dir)+"\x00"+door], nil
+}
+
+func (sn *snapshot) Counted(id string, line int) (int, error) {
+	return sn.s.counted(sn.cust, countKey(id, line))
+}
+
+// shipCache holds the active version's shipments, grouped by direction
+// and door. Shipments are few (open ASNs/orders), so they live in memory.
+type shipCache struct {
+	version string
+	by      map[string][]custody.Shipment
+}
+
+type shipHeader struct {
+	Door      string         `json:"door"`
+	Direction dock.Direction `json:"direction"`
+}
+
+func loadShipments(b *bolt.Bucket, version string) (*shipCache, error) {
+	c := &shipCache{version: version, by: map[string][]custody.Shipment{}}
+	var cur *custody.Shipment
+	flush := func() {
+		if cur != nil {
+			k := string(cur.Direction) + "\x00" + cur.Door
+			c.by[k] = append(c.by[k], *cur)
+		}
+	}
+	err := b.ForEach(func(k, v []byte) error {
+		i := bytes.IndexByte(k, 0)
+		if i < 0 { // header: keys sort before their lines
+			flush()
+			var h shipHeader
+			if err := json.Unmarshal(v, &h); err != nil {
+				return fmt.Errorf("shipment %q: %w", k, err)
+			}
+			cur = &custody.Shipment{ID: string(k), Door: h.Door, Direction: h.Direction}
+			return nil
+		}
+		if cur == nil || cur.ID != string(k[:i]) {
+			return fmt.Errorf("shipment line %q without header", k)
+		}
+		var l custody.Line
+		if err := json.Unmarshal(v, &l); err != nil {
+			return fmt.Errorf("shipment line %q: %w", k, err)
+		}
+		cur.Lines = append(cur.Lines, l)
+		return nil
+	})
+	flush()
+	return c, err
+}
+
+func shipLineKey(id string, line int) []byte {
+	return binary.BigEndian.AppendUint32(append([]byte(id), 0), uint32(line))
+}
+
+// ---- look-ups for tools and tests ----
+
+// Product reports whether gtin is on the active list.
+func (s *Store) Product(gtin string) (ok bool, err error) {
+	err = s.View(func(l custody.List) error { ok, err = l.Product(gtin); return err })
 	return ok, err
 }
 
-// Lot returns the active entry for gtin+lot. It implements custody.List.
-func (s *Store) Lot(gtin, lot string) (custody.Lot, bool, error) {
-	var l custody.Lot
-	var ok bool
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b, err := active(tx)
-		if err != nil {
-			return err
-		}
-		v := b.Get(lotKey(gtin, lot))
-		if v == nil {
-			return nil
-		}
-		ok = true
-		return json.Unmarshal(v, &l)
-	})
-	if errors.Is(err, ErrNoList) {
-		return l, false, nil
-	}
-	if err != nil {
-		return l, false, fmt.Errorf("looking up GTIN %s lot %q: %w", gtin, lot, err)
-	}
-	return l, ok, nil
+// Lot returns the active entry for gtin+lot (or batch code).
+func (s *Store) Lot(gtin, lot string) (l custody.Lot, ok bool, err error) {
+	err = s.View(func(li custody.List) error { l, ok, err = li.Lot(gtin, lot); return err })
+	return l, ok, err
 }
 
-// RowError is a bad row in an import, with its line number in the file.
-type RowError struct {
-	Line int
-	Msg  string
+// Serial returns gtin+serial with its effective custody state.
+func (s *Store) Serial(gtin, serial string) (r custody.Serial, ok bool, err error) {
+	err = s.View(func(li custody.List) error { r, ok, err = li.Serial(gtin, serial); return err })
+	return r, ok, err
 }
 
-func (e RowError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Msg) }
-
-// ImportError is returned when an import found bad rows; the active list was
-// left as it was. Rows holds the first 100 problems, Bad counts all of them.
-type ImportError struct {
-	Rows []RowError
-	Bad  int
+// SSCC returns a pallet with its effective custody state.
+func (s *Store) SSCC(sscc string) (r custody.Serial, ok bool, err error) {
+	err = s.View(func(li custody.List) error { r, ok, err = li.SSCC(sscc); return err })
+	return r, ok, err
 }
 
-func (e *ImportError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "allowlist import: %d bad rows, list not changed", e.Bad)
-	for _, r := range e.Rows {
-		b.WriteString("\n  ")
-		b.WriteString(r.Error())
-	}
-	if e.Bad > len(e.Rows) {
-		fmt.Fprintf(&b, "\n  … and %d more", e.Bad-len(e.Rows))
-	}
-	return b.String()
+// ---- compact value encoding: uvarint-length-prefixed strings ----
+
+var statusCodes = []custody.LotStatus{custody.Released, custody.Quarantined, custody.Blocked, custody.Recalled}
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
-// CSV columns. gtin, lot and status are required; the rest may be absent.
-var csvColumns = []string{"gtin", "lot", "status", "expiry", "reason", "recall_id"}
-
-// ImportCSV reads a CSV list (header row naming the columns gtin, lot, status,
-// expiry, reason, recall_id in any order) and makes it the active version
-// named version. It streams: rows are written in transactions of batch rows
-// into the new version, which becomes visible only when every row was good.
-// progress, when not nil, is called with the rows read so far.
-func (s *Store) ImportCSV(ctx context.Context, r io.Reader, version string, progress func(rows int)) (Info, error) {
-	cr := csv.NewReader(r)
-	cr.FieldsPerRecord = -1
-	cr.ReuseRecord = true
-	header, err := cr.Read()
-	if err != nil {
-		return Info{}, fmt.Errorf("allowlist import: reading header: %w", err)
-	}
-	col := map[string]int{}
-	for i, h := range header {
-		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
-		col[h] = i
-	}
-	for _, need := range []string{"gtin", "lot", "status"} {
-		if _, ok := col[need]; !ok {
-			return Info{}, fmt.Errorf("allowlist import: header %q lacks column %q (columns: %s)", strings.Join(header, ","), need, strings.Join(csvColumns, ", "))
-		}
-	}
-	field := func(rec []string, name string) string {
-		i, ok := col[name]
-		if !ok || i >= len(rec) {
-			return ""
-		}
-		return strings.TrimSpace(rec[i])
-	}
-	next := func() (custody.Lot, int, error) {
-		rec, err := cr.Read()
-		line, _ := cr.FieldPos(0)
-		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				return custody.Lot{}, pe.Line, RowError{Line: pe.Line, Msg: pe.Err.Error()}
-			}
-			return custody.Lot{}, line, err
-		}
-		l := custody.Lot{
-			GTIN: field(rec, "gtin"), Lot: field(rec, "lot"), Status: custody.LotStatus(strings.ToLower(field(rec, "status"))),
-			Expiry: field(rec, "expiry"), Reason: field(rec, "reason"), RecallID: field(rec, "recall_id"),
-		}
-		return l, line, nil
-	}
-	return s.importRows(ctx, version, next, progress)
+type reader struct {
+	b   []byte
+	err error
 }
 
-const batchRows = 20000
-
-func (s *Store) importRows(ctx context.Context, version string, next func() (custody.Lot, int, error), progress func(int)) (Info, error) {
-	s.importMu.Lock()
-	defer s.importMu.Unlock()
-	if version == "" {
-		version = time.Now().UTC().Format("20060102T150405.000Z")
+func (r *reader) str() string {
+	if r.err != nil {
+		return ""
 	}
-	// Each import writes into a bucket of its own; the active pointer names
-	// the bucket, meta "version" the version.
-	staging := []byte(fmt.Sprintf("v:%s:%d", version, time.Now().UnixNano()))
-	cleanup := func() {
-		s.db.Update(func(tx *bolt.Tx) error {
-			if tx.Bucket(bucketLists).Bucket(staging) != nil {
-				return tx.Bucket(bucketLists).DeleteBucket(staging)
-			}
-			return nil
-		})
+	n, w := binary.Uvarint(r.b)
+	if w <= 0 || uint64(len(r.b)-w) < n {
+		r.err = errors.New("corrupt entry")
+		return ""
 	}
-	s.dropStale()
-	ierr := &ImportError{}
-	rows, done := 0, false
-	for !done {
-		if err := ctx.Err(); err != nil {
-			cleanup()
-			return Info{}, fmt.Errorf("allowlist import cancelled after %d rows: %w", rows, err)
-		}
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			b, err := tx.Bucket(bucketLists).CreateBucketIfNotExists(staging)
-			if err != nil {
-				return err
-			}
-			b.FillPercent = 0.9
-			for n := 0; n < batchRows; n++ {
-				l, line, err := next()
-				if err == io.EOF {
-					done = true
-					return nil
-				}
-				var re RowError
-				if errors.As(err, &re) {
-					ierr.add(re)
-					continue
-				}
-				if err != nil {
-					return fmt.Errorf("reading row near line %d: %w", line, err)
-				}
-				rows++
-				if msg := validate(&l); msg != "" {
-					ierr.add(RowError{Line: line, Msg: msg})
-					continue
-				}
-				if ierr.Bad > 0 {
-					continue // keep validating, stop writing
-				}
-				v, _ := json.Marshal(l)
-				if err := b.Put(lotKey(l.GTIN, l.Lot), v); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			cleanup()
-			return Info{}, fmt.Errorf("allowlist import: %w", err)
-		}
-		if progress != nil {
-			progress(rows)
-		}
-	}
-	if ierr.Bad > 0 {
-		cleanup()
-		return Info{}, ierr
-	}
-	var info Info
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		lists, meta := tx.Bucket(bucketLists), tx.Bucket(bucketMeta)
-		st := lists.Bucket(staging)
-		if st == nil {
-			if st, _ = lists.CreateBucket(staging); st == nil {
-				return errors.New("cannot create an empty list")
-			}
-		}
-		old := meta.Get(keyActive)
-		if old != nil && !bytes.Equal(old, staging) {
-			if lists.Bucket(old) != nil {
-				if err := lists.DeleteBucket(old); err != nil {
-					return err
-				}
-			}
-		}
-		info = Info{Version: version, Lots: st.Stats().KeyN, Updated: time.Now().UTC()}
-		for k, v := range map[string]string{string(keyActive): string(staging), string(keyVersion): version, string(keyCount): fmt.Sprint(info.Lots), string(keyUpdated): info.Updated.Format(time.RFC3339Nano)} {
-			if err := meta.Put([]byte(k), []byte(v)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		cleanup()
-		return Info{}, fmt.Errorf("allowlist import: activating version %s: %w", version, err)
-	}
-	return info, nil
+	s := string(r.b[w : w+int(n)])
+	r.b = r.b[w+int(n):]
+	return s
 }
 
-// dropStale deletes list buckets that are not active: what a crashed or
-// killed import left behind.
-func (s *Store) dropStale() {
-	s.db.Update(func(tx *bolt.Tx) error {
-		act := tx.Bucket(bucketMeta).Get(keyActive)
-		lists := tx.Bucket(bucketLists)
-		var stale [][]byte
-		lists.ForEach(func(k, _ []byte) error {
-			if !bytes.Equal(k, act) {
-				stale = append(stale, append([]byte(nil), k...))
-			}
-			return nil
-		})
-		for _, k := range stale {
-			lists.DeleteBucket(k)
-		}
-		return nil
-	})
+func (r *reader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, w := binary.Varint(r.b)
+	if w <= 0 {
+		r.err = errors.New("corrupt entry")
+		return 0
+	}
+	r.b = r.b[w:]
+	return v
 }
 
-func (e *ImportError) add(r RowError) {
-	e.Bad++
-	if len(e.Rows) < 100 {
-		e.Rows = append(e.Rows, r)
+func encodeLot(l *custody.Lot) []byte {
+	b := make([]byte, 1, 16+len(l.Expiry)+len(l.Reason)+len(l.RecallID))
+	for i, st := range statusCodes {
+		if st == l.Status {
+			b[0] = byte(i)
+		}
 	}
+	b = appendStr(b, l.Expiry)
+	b = appendStr(b, l.Reason)
+	b = appendStr(b, l.RecallID)
+	b = binary.AppendUvarint(b, uint64(len(l.Batches)))
+	for _, x := range l.Batches {
+		b = appendStr(b, x)
+	}
+	return b
 }
 
-// validate normalises and checks one row, returning what is wrong with it.
-func validate(l *custody.Lot) string {
-	g := l.GTIN
-	switch len(g) {
-	case 8, 12, 13:
-		g = strings.Repeat("0", 14-len(g)) + g
-	case 14:
-	default:
-		return fmt.Sprintf("gtin %q: want 8, 12, 13 or 14 digits", l.GTIN)
+func decodeLot(gtin, lot string, v []byte) (custody.Lot, error) {
+	l := custody.Lot{GTIN: gtin, Lot: lot}
+	if len(v) == 0 || int(v[0]) >= len(statusCodes) {
+		return l, errors.New("corrupt lot entry")
 	}
-	if !checkDigitOK(g) {
-		return fmt.Sprintf("gtin %q: bad check digit", l.GTIN)
+	l.Status = statusCodes[v[0]]
+	r := &reader{b: v[1:]}
+	l.Expiry, l.Reason, l.RecallID = r.str(), r.str(), r.str()
+	n, w := binary.Uvarint(r.b)
+	if w <= 0 {
+		return l, errors.New("corrupt lot entry")
 	}
-	l.GTIN = g
-	if l.Lot == "" || len(l.Lot) > 20 {
-		return fmt.Sprintf("lot %q: want 1 to 20 characters (GS1 AI 10)", l.Lot)
+	r.b = r.b[w:]
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		l.Batches = append(l.Batches, r.str())
 	}
-	if !l.Status.Valid() {
-		return fmt.Sprintf("status %q: want released, quarantined, blocked or recalled", l.Status)
-	}
-	if l.Expiry != "" {
-		if _, err := time.Parse("2006-01-02", l.Expiry); err != nil {
-			return fmt.Sprintf("expiry %q: want YYYY-MM-DD", l.Expiry)
-		}
-	}
-	return ""
+	return l, r.err
 }
 
-// checkDigitOK verifies the GS1 mod-10 check digit of an all-digit key
-// (GS1 General Specifications §7.9.1).
-func checkDigitOK(s string) bool {
-	sum := 0
-	for i := 0; i < len(s)-1; i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return false
-		}
-		d := int(c - '0')
-		if (len(s)-1-i)%2 == 1 {
-			d *= 3
-		}
-		sum += d
+// encodeSerial stores what the list says about a serial or pallet (the
+// keys are in the bucket key).
+func encodeSerial(x *custody.Serial) []byte {
+	b := appendStr(nil, x.Lot)
+	b = appendStr(b, x.GTIN)
+	b = appendStr(b, string(x.State))
+	b = appendStr(b, x.Door)
+	var at int64
+	if !x.At.IsZero() {
+		at = x.At.UnixNano()
 	}
-	last := s[len(s)-1]
-	return last >= '0' && last <= '9' && (10-sum%10)%10 == int(last-'0')
+	return binary.AppendVarint(b, at)
 }
 
-// Export writes the active list as CSV with the full header.
-func (s *Store) Export(w io.Writer) (int, error) {
-	cw := csv.NewWriter(w)
-	n := 0
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b, err := active(tx)
-		if err != nil {
-			return err
-		}
-		if err := cw.Write(csvColumns); err != nil {
-			return err
-		}
-		return b.ForEach(func(_, v []byte) error {
-			var l custody.Lot
-			if err := json.Unmarshal(v, &l); err != nil {
-				return err
-			}
-			n++
-			return cw.Write([]string{l.GTIN, l.Lot, string(l.Status), l.Expiry, l.Reason, l.RecallID})
-		})
-	})
-	cw.Flush()
-	if err == nil {
-		err = cw.Error()
+func decodeSerial(v []byte) (custody.Serial, error) {
+	r := &reader{b: v}
+	x := custody.Serial{Lot: r.str(), GTIN: r.str(), State: custody.State(r.str()), Door: r.str()}
+	if at := r.varint(); at != 0 {
+		x.At = time.Unix(0, at).UTC()
 	}
-	return n, err
+	return x, r.err
 }

@@ -6,9 +6,11 @@ package config
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -24,15 +26,45 @@ import (
 // snake_case names in the struct tags; firmware-config/dockd.yaml documents
 // every key.
 type Config struct {
-	Station  Station  `yaml:"station"`
-	StateDir string   `yaml:"state_dir"`
-	Readers  []Reader `yaml:"readers"`
-	Light    Light    `yaml:"light"`
-	MQTT     MQTT     `yaml:"mqtt"`
-	Buffer   Buffer   `yaml:"buffer"`
-	Decode   Decode   `yaml:"decode"`
-	Policy   Policy   `yaml:"policy"`
-	Log      Log      `yaml:"log"`
+	Station   Station   `yaml:"station"`
+	StateDir  string    `yaml:"state_dir"`
+	Readers   []Reader  `yaml:"readers"`
+	Light     Light     `yaml:"light"`
+	MQTT      MQTT      `yaml:"mqtt"`
+	Buffer    Buffer    `yaml:"buffer"`
+	Decode    Decode    `yaml:"decode"`
+	Policy    Policy    `yaml:"policy"`
+	Allowlist Allowlist `yaml:"allowlist"`
+	Status    Status    `yaml:"status"`
+	Log       Log       `yaml:"log"`
+}
+
+// Allowlist configures the local list and what central may send down.
+type Allowlist struct {
+	// PublicKey (base64 Ed25519) makes the station accept only updates
+	// signed by central's key; empty accepts unsigned updates.
+	PublicKey string `yaml:"public_key"`
+	// TraceRetention is how long what crossed the door stays in the local
+	// trace (dockd trace).
+	TraceRetention time.Duration `yaml:"trace_retention"`
+}
+
+// DirectionPolicy overrides the severity of reasons for one direction.
+type DirectionPolicy struct {
+	Warn   []dock.Reason `yaml:"warn"`
+	Reject []dock.Reason `yaml:"reject"`
+}
+
+// Status is the technician's status page and /metrics.
+type Status struct {
+	// Addr is host:port to listen on; empty turns the page off. Loopback by
+	// default: reaching it from the LAN needs a password or client certs.
+	Addr         string `yaml:"addr"`
+	PasswordFile string `yaml:"password_file"` // the password, or "sha256:HEX"
+	AuthReads    bool   `yaml:"auth_reads"`    // also ask for the password to view
+	TLSCert      string `yaml:"tls_cert"`
+	TLSKey       string `yaml:"tls_key"`
+	ClientCA     string `yaml:"client_ca"` // require client certificates signed by this CA
 }
 
 // Station names the door this box serves.
@@ -155,6 +187,13 @@ type Policy struct {
 	// HoldAfterReject keeps the red lamp on after a reject until someone
 	// presses the acknowledge button (light.inputs.ack_button).
 	HoldAfterReject bool `yaml:"hold_after_reject"`
+	// ExpiresSoonDays warns (expires_soon) for lots expiring within this many
+	// days; 0 turns the rule off.
+	ExpiresSoonDays int `yaml:"expires_soon_days"`
+	// Receiving and Shipping override Warn per direction, e.g. unknown_lot
+	// warns on receiving but rejects on shipping.
+	Receiving DirectionPolicy `yaml:"receiving"`
+	Shipping  DirectionPolicy `yaml:"shipping"`
 }
 
 // Log configures log/slog output.
@@ -242,9 +281,11 @@ func Defaults() Config {
 			AckTimeout:  10 * time.Second,
 			Heartbeat:   30 * time.Second,
 		},
-		Buffer: Buffer{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, AlarmFraction: 0.8},
-		Decode: Decode{NoAIM: "gs1"},
-		Log:    Log{Level: "info", Format: "auto"},
+		Buffer:    Buffer{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, AlarmFraction: 0.8},
+		Decode:    Decode{NoAIM: "gs1"},
+		Status:    Status{Addr: "127.0.0.1:8080"},
+		Allowlist: Allowlist{TraceRetention: 90 * 24 * time.Hour},
+		Log:       Log{Level: "info", Format: "auto"},
 	}
 }
 
@@ -536,6 +577,44 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 		if !WarnableReasons[r] {
 			bad(fmt.Sprintf("%q cannot be turned into a warning (known: see README, policy)", r), "policy", "warn", i)
 		}
+	}
+	for _, dp := range []struct {
+		key string
+		p   DirectionPolicy
+	}{{"receiving", c.Policy.Receiving}, {"shipping", c.Policy.Shipping}} {
+		for i, r := range dp.p.Warn {
+			if !WarnableReasons[r] {
+				bad(fmt.Sprintf("%q cannot be turned into a warning", r), "policy", dp.key, "warn", i)
+			}
+		}
+		for i, r := range dp.p.Reject {
+			if !WarnableReasons[r] {
+				bad(fmt.Sprintf("%q is not a reason a policy can set", r), "policy", dp.key, "reject", i)
+			}
+		}
+	}
+	if c.Policy.ExpiresSoonDays < 0 || c.Policy.ExpiresSoonDays > 3650 {
+		bad(fmt.Sprintf("%d: want 0 (off) … 3650 days", c.Policy.ExpiresSoonDays), "policy", "expires_soon_days")
+	}
+	if k := c.Allowlist.PublicKey; k != "" {
+		if b, err := base64.StdEncoding.DecodeString(k); err != nil || len(b) != 32 {
+			bad("want a base64 Ed25519 public key (32 bytes)", "allowlist", "public_key")
+		}
+	}
+	if c.Allowlist.TraceRetention < time.Hour {
+		bad(fmt.Sprintf("%s: want at least 1h", c.Allowlist.TraceRetention), "allowlist", "trace_retention")
+	}
+	if a := c.Status.Addr; a != "" {
+		if host, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			bad(fmt.Sprintf("%q: want host:port, e.g. 127.0.0.1:8080 (empty turns the page off)", a), "status", "addr")
+		} else if host == "" || host == "0.0.0.0" || host == "::" {
+			if c.Status.PasswordFile == "" && c.Status.ClientCA == "" {
+				bad(fmt.Sprintf("%q listens beyond this box: set status.password_file or status.client_ca", a), "status", "addr")
+			}
+		}
+	}
+	if (c.Status.TLSCert == "") != (c.Status.TLSKey == "") {
+		bad("tls_cert and tls_key go together", "status", "tls_cert")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -11,7 +11,6 @@ package station
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -38,6 +37,17 @@ type Outbox interface {
 	// number and returns once it is durable. Errors wrapping
 	// dock.ErrBufferFull mean the budget is spent.
 	Append(ctx context.Context, build func(seq uint64) ([]byte, error)) (uint64, error)
+}
+
+// List is the allowlist with the door's custody state (allowlist.Store).
+type List interface {
+	// View runs fn with one consistent snapshot of the list and the
+	// custody state.
+	View(fn func(custody.List) error) error
+	// Record applies the custody change of an event that is durable in the
+	// Outbox, in memory at once, so the next scan's decision sees it. It
+	// must return at once (no disk write).
+	Record(ev dock.CustodyEvent)
 }
 
 // Light shows decisions and standing conditions to the operator. Both
@@ -67,12 +77,14 @@ type Config struct {
 type Station struct {
 	cfg   Config
 	dec   Decoder
-	list  custody.List
+	list  List
 	out   Outbox
 	light Light
 	log   *slog.Logger
+	pings chan struct{} // Ping: taken by Run's loop
 
 	mu        sync.Mutex
+	policy    custody.Policy
 	direction dock.Direction
 	readers   map[string]dock.ReaderState
 	recent    []dock.CustodyEvent // ring of the last RecentSize events
@@ -86,7 +98,7 @@ type Station struct {
 const RecentSize = 50
 
 // New builds a station. Nothing runs until Run.
-func New(cfg Config, dec Decoder, list custody.List, out Outbox, light Light, log *slog.Logger) *Station {
+func New(cfg Config, dec Decoder, list List, out Outbox, light Light, log *slog.Logger) *Station {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -98,8 +110,8 @@ func New(cfg Config, dec Decoder, list custody.List, out Outbox, light Light, lo
 	}
 	return &Station{
 		cfg: cfg, dec: dec, list: list, out: out, light: light, log: log,
-		direction: cfg.Direction, readers: map[string]dock.ReaderState{},
-		counts: map[dock.Verdict]uint64{},
+		direction: cfg.Direction, policy: cfg.Policy, readers: map[string]dock.ReaderState{},
+		counts: map[dock.Verdict]uint64{}, pings: make(chan struct{}),
 	}
 }
 
@@ -113,6 +125,7 @@ func (s *Station) Run(ctx context.Context, frames <-chan dock.Frame, states <-ch
 			return ctx.Err()
 		case st := <-states:
 			s.readerState(st)
+		case <-s.pings:
 		case f, ok := <-frames:
 			if !ok {
 				return nil
@@ -120,6 +133,19 @@ func (s *Station) Run(ctx context.Context, frames <-chan dock.Frame, states <-ch
 			// The frame was read: record it even if shutdown is under way.
 			s.Process(context.WithoutCancel(ctx), f)
 		}
+	}
+}
+
+// Ping returns once Run's loop took it: proof that the pipeline is not
+// stuck in decode, rules, a storage write or the light. It returns
+// ctx.Err() if the loop does not answer in time (the systemd watchdog then
+// stops its keep-alives).
+func (s *Station) Ping(ctx context.Context) error {
+	select {
+	case s.pings <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -149,6 +175,8 @@ func (s *Station) Process(ctx context.Context, f dock.Frame) (dock.CustodyEvent,
 		return ev, err
 	}
 	ev.Seq = seq
+	// The event is durable: its custody change counts from the next scan on.
+	s.list.Record(ev)
 	s.mu.Lock()
 	wasRefused := s.refused
 	s.refused = false
@@ -168,10 +196,10 @@ func (s *Station) Process(ctx context.Context, f dock.Frame) (dock.CustodyEvent,
 func (s *Station) decide(f dock.Frame) dock.CustodyEvent {
 	now := s.cfg.Now()
 	s.mu.Lock()
-	dir := s.direction
+	dir, pol := s.direction, s.policy
 	s.mu.Unlock()
 	ev := dock.CustodyEvent{
-		Schema: dock.EventSchema, ID: newID(), Site: s.cfg.Site, Station: s.cfg.StationID, Door: s.cfg.Door,
+		Schema: dock.EventSchema, ID: dock.NewEventID(), Site: s.cfg.Site, Station: s.cfg.StationID, Door: s.cfg.Door,
 		Direction: dir, Time: now.UTC(), ClockSynced: s.cfg.ClockSynced == nil || s.cfg.ClockSynced(),
 		Reader: f.Reader, Raw: string(f.Data), Tag: f.Tag,
 	}
@@ -217,7 +245,15 @@ func (s *Station) decide(f dock.Frame) dock.CustodyEvent {
 	}
 	fillScan(&ev, sc)
 	item := custody.Item{GTIN: ev.GTIN, Lot: ev.Lot, Serial: ev.Serial, SSCC: ev.SSCC, Expiry: ev.Expiry}
-	ev.Decision = custody.Decide(item, s.list, s.cfg.Policy, dir, now.In(s.cfg.Location).Format("2006-01-02"))
+	item.Qty, _ = sc.Count()
+	at := custody.At{Door: s.cfg.Door, Direction: dir, Today: now.In(s.cfg.Location).Format("2006-01-02")}
+	err = s.list.View(func(l custody.List) error {
+		ev.Decision = custody.Decide(item, l, pol, at)
+		return nil
+	})
+	if err != nil {
+		ev.Decision = dock.Decision{Verdict: dock.Reject, Reason: dock.ReasonStorageFault, Detail: "reading the allowlist: " + err.Error()}
+	}
 	return ev
 }
 
@@ -334,6 +370,22 @@ func (s *Station) SetDirection(d dock.Direction) error {
 	return nil
 }
 
+// Policy returns the rules' policy in force.
+func (s *Station) Policy() custody.Policy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.policy
+}
+
+// SetPolicy replaces the rules' policy; scans decided afterwards use it.
+// The caller must not modify p's maps afterwards.
+func (s *Station) SetPolicy(p custody.Policy) {
+	s.mu.Lock()
+	s.policy = p
+	s.mu.Unlock()
+	s.log.Info("policy changed", "expires_soon_days", p.ExpiresSoonDays)
+}
+
 // Counts returns how many scans got each verdict since start.
 func (s *Station) Counts() map[dock.Verdict]uint64 {
 	s.mu.Lock()
@@ -343,16 +395,4 @@ func (s *Station) Counts() map[dock.Verdict]uint64 {
 		out[k] = v
 	}
 	return out
-}
-
-// newID returns a random RFC 4122 version 4 UUID.
-func newID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic("crypto/rand failed: " + err.Error()) // never on Linux ≥ 3.17
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }

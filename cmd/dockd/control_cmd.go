@@ -1,0 +1,306 @@
+package main
+
+// Technician tools that drive a running station through its status page
+// API: `dockd light test` and `dockd simulate`.
+//
+//	dockd light test [--url URL] [--password-file F] [--direct --config FILE]
+//	dockd simulate [--url URL] [--reader ID] [--json] [SCAN ...]   (no SCAN: one per stdin line)
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dockd/dockd/device/light"
+	"github.com/dockd/dockd/internal/dock"
+	"github.com/dockd/dockd/internal/statuspage"
+)
+
+// defaultStatusURL is where the tools look for the station's status page;
+// $DOCKD_STATUS_URL overrides it, --url overrides both.
+const defaultStatusURL = "http://" + statuspage.DefaultAddr
+
+// errStationNotRunning means nothing answered at the status page address.
+var errStationNotRunning = errors.New("station is not running")
+
+// apiClient talks to a station's status page API.
+type apiClient struct {
+	base       string
+	user, pass string
+	http       *http.Client
+}
+
+// apiFlags registers the flags every API tool takes and returns a
+// constructor for the client they describe.
+func apiFlags(fs *flag.FlagSet) func() (*apiClient, error) {
+	def := os.Getenv("DOCKD_STATUS_URL")
+	if def == "" {
+		def = defaultStatusURL
+	}
+	url := fs.String("url", def, "status page of the running station ($DOCKD_STATUS_URL)")
+	user := fs.String("user", statuspage.DefaultUser, "status page user name")
+	pwFile := fs.String("password-file", "", "file holding the status page password ($DOCKD_STATUS_PASSWORD also works)")
+	caFile := fs.String("cacert", "", "CA certificate (PEM) to verify an https status page")
+	cert := fs.String("cert", "", "client certificate (PEM) for a status page that requires one")
+	key := fs.String("key", "", "key of the client certificate (PEM)")
+	return func() (*apiClient, error) {
+		c := &apiClient{base: strings.TrimRight(*url, "/"), user: *user, pass: os.Getenv("DOCKD_STATUS_PASSWORD")}
+		if *pwFile != "" {
+			b, err := os.ReadFile(*pwFile)
+			if err != nil {
+				return nil, fmt.Errorf("reading status page password: %w", err)
+			}
+			c.pass = strings.TrimSpace(string(b))
+			if strings.HasPrefix(c.pass, "sha256:") {
+				return nil, fmt.Errorf("password file %s holds a hash; the tools need the password itself", *pwFile)
+			}
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.Proxy = nil // the station is on this box or this LAN
+		if *caFile != "" || *cert != "" {
+			tc := &tls.Config{MinVersion: tls.VersionTLS12}
+			if *caFile != "" {
+				pem, err := os.ReadFile(*caFile)
+				if err != nil {
+					return nil, fmt.Errorf("reading --cacert: %w", err)
+				}
+				tc.RootCAs = x509.NewCertPool()
+				if !tc.RootCAs.AppendCertsFromPEM(pem) {
+					return nil, fmt.Errorf("--cacert %s holds no PEM certificate", *caFile)
+				}
+			}
+			if *cert != "" {
+				kp, err := tls.LoadX509KeyPair(*cert, *key)
+				if err != nil {
+					return nil, fmt.Errorf("loading client certificate %s: %w", *cert, err)
+				}
+				tc.Certificates = []tls.Certificate{kp}
+			}
+			tr.TLSClientConfig = tc
+		}
+		c.http = &http.Client{Transport: tr, Timeout: time.Minute}
+		return c, nil
+	}
+}
+
+// post sends body as JSON to path and decodes a 2xx answer into out.
+func (c *apiClient) post(ctx context.Context, path string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("status page URL %q: %w", c.base, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.pass != "" {
+		req.SetBasicAuth(c.user, c.pass)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("%w: nothing answers at %s (%v)", errStationNotRunning, c.base, err)
+		}
+		return fmt.Errorf("POST %s%s: %w", c.base, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		json.Unmarshal(data, &e)
+		if e.Error == "" {
+			e.Error = strings.TrimSpace(string(data))
+		}
+		hint := ""
+		switch resp.StatusCode {
+		case http.StatusUnauthorized:
+			hint = " (give the status page password with --password-file or $DOCKD_STATUS_PASSWORD)"
+		case http.StatusForbidden:
+			hint = " (run the tool on the station itself, or configure a status page password)"
+		}
+		return fmt.Errorf("POST %s%s: %s: %s%s", c.base, path, resp.Status, e.Error, hint)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("POST %s%s: reading answer: %w", c.base, path, err)
+		}
+	}
+	return nil
+}
+
+// cmdLight is `dockd light test`: every lamp and the buzzer in turn, through
+// the running station, or straight on the pins with --direct.
+func cmdLight(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "test" {
+		return &exitError{2, errors.New("usage: dockd light test [--url URL] [--password-file F] | [--direct --config FILE]")}
+	}
+	fs := flag.NewFlagSet("light test", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	client := apiFlags(fs)
+	direct := fs.Bool("direct", false, "drive the pins from the config here, without the daemon (stop dockd first)")
+	cfgPath := fs.String("config", "/etc/dockd/dockd.yaml", "config file (with --direct)")
+	step := fs.Duration("step", light.DefaultTestStep, "how long each output stays on (with --direct)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return &exitError{2, err}
+	}
+	start := time.Now()
+	if *direct {
+		if err := directLightTest(ctx, *cfgPath, *step, stderr); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "lamp test done on the pins of %s: green, amber, red, buzzer (%.1fs)\n", *cfgPath, time.Since(start).Seconds())
+		return nil
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "lamp test through %s: green, amber, red, buzzer…\n", c.base)
+	var res struct {
+		By string `json:"by"`
+	}
+	if err := c.post(ctx, "/api/light-test", struct{}{}, &res); err != nil {
+		if errors.Is(err, errStationNotRunning) {
+			return fmt.Errorf("%w (%w); to test the light without the daemon, run: dockd light test --direct --config FILE", errStationNotRunning, err)
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "lamp test done (%.1fs, as %s)\n", time.Since(start).Seconds(), res.By)
+	return nil
+}
+
+// directLightTest opens the configured light, runs its lamp test and turns
+// it off again.
+func directLightTest(ctx context.Context, cfgPath string, step time.Duration, stderr io.Writer) error {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var pins light.Pins
+	if cfg.Light.Driver == "virtual" {
+		pins = light.VirtualPins(slog.New(slog.NewTextHandler(stderr, nil)))
+	} else {
+		p := cfg.Light.Pins
+		pins, err = light.OpenGPIO(light.PinNames{Green: p.Green, Amber: p.Amber, Red: p.Red, Buzzer: p.Buzzer, ActiveLow: cfg.Light.ActiveLow})
+		if err != nil {
+			return fmt.Errorf("lamp test: %w (is dockd running and holding the pins? then run without --direct)", err)
+		}
+	}
+	l := light.New(pins, light.Options{ActiveLow: cfg.Light.ActiveLow, TestStep: step}, log)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- l.Run(runCtx) }()
+	testErr := l.Test(ctx)
+	stop()
+	runErr := <-done
+	if testErr != nil {
+		return fmt.Errorf("lamp test: %w", testErr)
+	}
+	if runErr != nil {
+		return fmt.Errorf("lamp test: driving the light: %w", runErr)
+	}
+	return nil
+}
+
+// simulateAnswer is POST /api/simulate's answer.
+type simulateAnswer struct {
+	dock.CustodyEvent
+	Error string `json:"error,omitempty"`
+}
+
+// cmdSimulate is `dockd simulate`: inject scans into the running station,
+// one per argument or, without arguments, one per stdin line (empty lines
+// and lines starting with # are skipped; {GS} stands for the FNC1
+// separator). Prints the decision for each. Rejections are not errors;
+// scans the station could not take are.
+func cmdSimulate(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	client := apiFlags(fs)
+	reader := fs.String("reader", statuspage.DefaultSimulate, "reader id the scans are recorded under")
+	asJSON := fs.Bool("json", false, "print each answer as a JSON line (the whole custody event)")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	next := func() (string, bool) { return "", false }
+	if fs.NArg() > 0 {
+		rest := fs.Args()
+		next = func() (string, bool) {
+			if len(rest) == 0 {
+				return "", false
+			}
+			s := rest[0]
+			rest = rest[1:]
+			return s, true
+		}
+	} else {
+		sc := bufio.NewScanner(stdin)
+		sc.Buffer(make([]byte, 64<<10), 64<<10)
+		next = func() (string, bool) {
+			for sc.Scan() {
+				line := strings.TrimRight(sc.Text(), "\r")
+				if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
+					continue
+				}
+				return line, true
+			}
+			return "", false
+		}
+	}
+	failed := 0
+	for {
+		line, ok := next()
+		if !ok {
+			break
+		}
+		data := strings.ReplaceAll(line, "{GS}", "\x1d")
+		var ans simulateAnswer
+		err := c.post(ctx, "/api/simulate", statuspage.SimulateRequest{Reader: *reader, Data: data}, &ans)
+		if errors.Is(err, errStationNotRunning) {
+			return fmt.Errorf("%w (%w); start it (dockd run) before simulating scans", errStationNotRunning, err)
+		}
+		if err != nil {
+			failed++
+			fmt.Fprintf(stderr, "%s: %v\n", line, err)
+			continue
+		}
+		if ans.Error != "" {
+			failed++
+		}
+		if *asJSON {
+			b, _ := json.Marshal(ans)
+			fmt.Fprintf(stdout, "%s\n", b)
+			continue
+		}
+		fmt.Fprintf(stdout, "%-7s %-20s seq=%-6d %s", ans.Verdict, ans.Reason, ans.Seq, line)
+		if ans.Detail != "" {
+			fmt.Fprintf(stdout, " — %s", ans.Detail)
+		}
+		fmt.Fprintln(stdout)
+	}
+	if failed > 0 {
+		return fmt.Errorf("simulate: %d scan(s) not recorded", failed)
+	}
+	return nil
+}

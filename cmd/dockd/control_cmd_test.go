@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+
+	"github.com/dockd/dockd/internal/dock"
+	"github.com/dockd/dockd/internal/statuspage"
+	"github.com/dockd/dockd/internal/testkit"
+)
+
+// toolSource is a statuspage.Source that records what the tools asked for.
+type toolSource struct {
+	mu        sync.Mutex
+	tests     int
+	injected  []string
+	readers   []string
+	tagged    []bool
+	direction dock.Direction
+}
+
+func (s *toolSource) Snapshot() statuspage.Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return statuspage.Snapshot{Station: "t", Direction: s.direction}
+}
+func (s *toolSource) Changes() (<-chan struct{}, func()) { return nil, func() {} }
+func (s *toolSource) LightTest(ctx context.Context) error {
+	s.mu.Lock()
+	s.tests++
+	s.mu.Unlock()
+	return nil
+}
+func (s *toolSource) SetDirection(d dock.Direction) error { s.direction = d; return nil }
+
+// Inject rejects anything mentioning LOT99 and refuses (not recorded) "FULL".
+func (s *toolSource) Inject(ctx context.Context, reader string, data []byte, tag bool) (dock.CustodyEvent, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.injected = append(s.injected, string(data))
+	s.readers = append(s.readers, reader)
+	s.tagged = append(s.tagged, tag)
+	ev := dock.CustodyEvent{Seq: uint64(len(s.injected)), Reader: reader, Raw: string(data), Decision: dock.Decision{Verdict: dock.Accept, Reason: dock.ReasonOK}}
+	switch {
+	case strings.Contains(string(data), "LOT99"):
+		ev.Decision = dock.Decision{Verdict: dock.Reject, Reason: dock.ReasonUnknownLot, Detail: "lot LOT99 is not on the allowlist"}
+	case string(data) == "FULL":
+		ev.Seq = 0
+		ev.Decision = dock.Decision{Verdict: dock.Reject, Reason: dock.ReasonBufferFull}
+		return ev, dock.ErrBufferFull
+	}
+	return ev, nil
+}
+
+// serveTools runs a status page for src on loopback and returns its URL.
+func serveTools(t *testing.T, cfg statuspage.Config, src statuspage.Source) string {
+	t.Helper()
+	srv, err := statuspage.New(cfg, src, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return "http://" + ln.Addr().String()
+}
+
+// closedPort returns a loopback URL where nothing listens.
+func closedPort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr
+}
+
+func TestLightTestThroughAPI(t *testing.T) {
+	src := &toolSource{}
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte("open sesame\n"), 0o600)
+	open := serveTools(t, statuspage.Config{}, src)
+	locked := serveTools(t, statuspage.Config{PasswordSHA256: statuspage.HashPassword("open sesame")}, src)
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string // "" for success
+		tests   int    // light tests run afterwards
+	}{
+		{"open station", []string{"test", "--url", open}, "", 1},
+		{"password needed, none given", []string{"test", "--url", locked}, "--password-file", 1},
+		{"password given", []string{"test", "--url", locked, "--password-file", pwFile}, "", 2},
+		{"not running", []string{"test", "--url", closedPort(t)}, "--direct", 2},
+		{"no subcommand", []string{"--url", open}, "usage", 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			err := cmdLight(context.Background(), tc.args, &out, &errb)
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("cmdLight: %v", err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("cmdLight error %v, want one mentioning %q", err, tc.wantErr)
+			}
+			if tc.wantErr == "" && !strings.Contains(out.String(), "lamp test done") {
+				t.Fatalf("output %q", out.String())
+			}
+			src.mu.Lock()
+			n := src.tests
+			src.mu.Unlock()
+			if n != tc.tests {
+				t.Fatalf("light tests run: %d, want %d", n, tc.tests)
+			}
+		})
+	}
+	var out, errb bytes.Buffer
+	err := cmdLight(context.Background(), []string{"test", "--url", closedPort(t)}, &out, &errb)
+	if !errors.Is(err, errStationNotRunning) || !strings.Contains(err.Error(), "not running") {
+		t.Fatalf("not running: %v", err)
+	}
+}
+
+// --direct drives the configured pins itself: each output on alone, in the
+// order green, amber, red, buzzer, and all off at the end.
+func TestLightTestDirect(t *testing.T) {
+	pins := testkit.RegisterPins(t, "GPIO17", "GPIO27", "GPIO22", "GPIO23")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dockd.yaml")
+	os.WriteFile(path, []byte(stationConfig(dir, "/dev/null", "", "gpio")), 0o600)
+	var out, errb bytes.Buffer
+	if err := cmdLight(context.Background(), []string{"test", "--direct", "--config", path, "--step", "30ms"}, &out, &errb); err != nil {
+		t.Fatalf("cmdLight --direct: %v\n%s", err, errb.String())
+	}
+	var prev time.Time
+	for _, name := range []string{"GPIO17", "GPIO27", "GPIO22", "GPIO23"} {
+		var on time.Time
+		for _, e := range pins[name].Edges() {
+			if e.Level == gpio.High {
+				on = e.At
+				break
+			}
+		}
+		if on.IsZero() {
+			t.Fatalf("%s never went on", name)
+		}
+		if !on.After(prev) {
+			t.Fatalf("%s went on at %v, not after the previous output (%v)", name, on, prev)
+		}
+		prev = on
+		if pins[name].Level() != gpio.Low {
+			t.Fatalf("%s left on after the test", name)
+		}
+	}
+	if !strings.Contains(out.String(), "lamp test done") {
+		t.Fatalf("output %q", out.String())
+	}
+}
+
+func TestSimulate(t *testing.T) {
+	src := &toolSource{}
+	base := serveTools(t, statuspage.Config{}, src)
+	tests := []struct {
+		name     string
+		args     []string
+		stdin    string
+		wantErr  bool
+		wantOut  []string
+		injected []string
+		tags     string // "f,t": tag flag per injected scan, when checked
+	}{
+		{
+			name:     "arguments",
+			args:     []string{"--url", base, "(01)09506000134352(10)LOT42(21)S1", "(01)09506000134352(10)LOT99(21)S2"},
+			wantOut:  []string{"accept  ok", "reject  unknown_lot", "not on the allowlist"},
+			injected: []string{"(01)09506000134352(10)LOT42(21)S1", "(01)09506000134352(10)LOT99(21)S2"},
+		},
+		{
+			name:     "stdin lines, comments, GS notation and EPC",
+			args:     []string{"--url", base, "--reader", "bench"},
+			stdin:    "# a comment\n]C10109506000134352{GS}10LOT42\r\n\nepc:3034257BF400B7800004CB2F\n",
+			wantOut:  []string{"seq="},
+			injected: []string{"]C10109506000134352\x1d10LOT42", "3034257BF400B7800004CB2F"},
+			tags:     "f,t",
+		},
+		{
+			name:     "refused scan is an error",
+			args:     []string{"--url", base, "FULL"},
+			wantErr:  true,
+			wantOut:  []string{"buffer_full"},
+			injected: []string{"FULL"},
+		},
+		{name: "station not running", args: []string{"--url", closedPort(t), "x"}, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src.mu.Lock()
+			src.injected, src.readers, src.tagged = nil, nil, nil
+			src.mu.Unlock()
+			var out, errb bytes.Buffer
+			err := cmdSimulate(context.Background(), tc.args, strings.NewReader(tc.stdin), &out, &errb)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err %v, want error %v\nstdout %s\nstderr %s", err, tc.wantErr, out.String(), errb.String())
+			}
+			for _, w := range tc.wantOut {
+				if !strings.Contains(out.String(), w) {
+					t.Fatalf("output lacks %q:\n%s", w, out.String())
+				}
+			}
+			src.mu.Lock()
+			defer src.mu.Unlock()
+			if strings.Join(src.injected, "|") != strings.Join(tc.injected, "|") {
+				t.Fatalf("injected %q, want %q", src.injected, tc.injected)
+			}
+			if tc.tags != "" {
+				var tags []string
+				for i, tag := range src.tagged {
+					tags = append(tags, map[bool]string{false: "f", true: "t"}[tag])
+					if src.readers[i] != "bench" {
+						t.Fatalf("scan %d recorded under reader %q, want bench", i, src.readers[i])
+					}
+				}
+				if got := strings.Join(tags, ","); got != tc.tags {
+					t.Fatalf("tag flags %s, want %s", got, tc.tags)
+				}
+			}
+		})
+	}
+}
