@@ -31,6 +31,7 @@ import (
 	"github.com/dockd/dockd/internal/config"
 	"github.com/dockd/dockd/internal/custody"
 	"github.com/dockd/dockd/internal/dock"
+	"github.com/dockd/dockd/internal/outbox"
 	"github.com/dockd/dockd/internal/scan"
 	"github.com/dockd/dockd/internal/sdnotify"
 	"github.com/dockd/dockd/internal/station"
@@ -466,8 +467,11 @@ func (d *daemon) replayCustody() error {
 	return nil
 }
 
-// outbox is the buffer as the pipeline and the uplink see it.
-func (d *daemon) outbox() outbox { return outbox{q: d.queue, floor: d.list.Checkpoint} }
+// outbox is the buffer as the pipeline and the uplink see it, with acks held
+// back to the custody checkpoint (catchUpAcks releases them).
+func (d *daemon) outbox() outbox.Outbox {
+	return outbox.Outbox{Q: d.queue, Floor: d.list.Checkpoint}
+}
 
 // catchUpAcks removes from the buffer what the broker acknowledged and the
 // custody state has checkpointed (outbox.Ack holds back the rest).
@@ -789,41 +793,3 @@ func clockSynced() bool {
 	}
 	return state != unix.TIME_ERROR && tx.Status&unix.STA_UNSYNC == 0
 }
-
-// outbox adapts the bbolt buffer to the pipeline's and the uplink's views.
-// floor, when set, holds acknowledgements back to the allowlist's custody
-// checkpoint, so events whose custody change is not yet on disk stay in the
-// buffer for replay after a crash (daemon.catchUpAcks releases them).
-type outbox struct {
-	q     *buffer.Queue
-	floor func() uint64
-}
-
-func (o outbox) Append(ctx context.Context, build func(seq uint64) ([]byte, error)) (uint64, error) {
-	seq, err := o.q.Append(ctx, build)
-	if errors.Is(err, buffer.ErrFull) {
-		err = fmt.Errorf("%w: %w", dock.ErrBufferFull, err)
-	}
-	return seq, err
-}
-
-func (o outbox) Pending(after uint64, max int) ([]uplink.Record, error) {
-	rs, err := o.q.Pending(after, max)
-	out := make([]uplink.Record, len(rs))
-	for i, r := range rs {
-		out[i] = uplink.Record{Seq: r.Seq, Payload: r.Payload}
-	}
-	return out, err
-}
-
-func (o outbox) Ack(seq uint64) error {
-	if o.floor != nil {
-		seq = min(seq, o.floor())
-	}
-	if seq <= o.q.Stats().LastAckSeq {
-		return nil
-	}
-	return o.q.Ack(seq)
-}
-
-func (o outbox) Notify() <-chan struct{} { return o.q.Notify() }

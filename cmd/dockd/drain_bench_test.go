@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dockd/dockd/buffer"
+	"github.com/dockd/dockd/internal/outbox"
 	"github.com/dockd/dockd/internal/testkit"
 	"github.com/dockd/dockd/uplink"
 )
@@ -109,7 +110,7 @@ func BenchmarkDrainVsRelay(b *testing.B) {
 		}
 		wg.Wait()
 		got, stop = counter(b, m.URL(), "bench/#")
-		up, err := uplink.New(uplink.Config{Broker: m.URL(), ClientID: "bench-station", EventsTopic: "bench/events", StatusTopic: "bench/status", InFlight: 128}, outbox{q: q}, log)
+		up, err := uplink.New(uplink.Config{Broker: m.URL(), ClientID: "bench-station", EventsTopic: "bench/events", StatusTopic: "bench/status", InFlight: 128}, outbox.Outbox{Q: q}, log)
 		if err != nil {
 			b.Fatal(err)
 		}

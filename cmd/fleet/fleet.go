@@ -21,6 +21,7 @@ import (
 	"github.com/dockd/dockd/internal/allowlist"
 	"github.com/dockd/dockd/internal/custody"
 	"github.com/dockd/dockd/internal/dock"
+	"github.com/dockd/dockd/internal/outbox"
 	"github.com/dockd/dockd/internal/scan"
 	"github.com/dockd/dockd/internal/station"
 	"github.com/dockd/dockd/uplink"
@@ -112,30 +113,6 @@ type noLight struct{}
 
 func (noLight) ShowDecision(dock.Verdict)         {}
 func (noLight) SetCondition(dock.Condition, bool) {}
-
-// outbox adapts buffer.Queue to the station's and the uplink's views (as
-// cmd/dockd does).
-type outbox struct{ q *buffer.Queue }
-
-func (o outbox) Append(ctx context.Context, build func(seq uint64) ([]byte, error)) (uint64, error) {
-	seq, err := o.q.Append(ctx, build)
-	if errors.Is(err, buffer.ErrFull) {
-		err = fmt.Errorf("%w: %w", dock.ErrBufferFull, err)
-	}
-	return seq, err
-}
-
-func (o outbox) Pending(after uint64, max int) ([]uplink.Record, error) {
-	rs, err := o.q.Pending(after, max)
-	out := make([]uplink.Record, len(rs))
-	for i, r := range rs {
-		out[i] = uplink.Record{Seq: r.Seq, Payload: r.Payload}
-	}
-	return out, err
-}
-
-func (o outbox) Ack(seq uint64) error    { return o.q.Ack(seq) }
-func (o outbox) Notify() <-chan struct{} { return o.q.Notify() }
 
 // sim is one simulated station.
 type sim struct {
@@ -366,14 +343,14 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (rep Report, err erro
 		sims = append(sims, s)
 		s.station = station.New(station.Config{Site: site, Door: door, StationID: id, Direction: dock.Receiving,
 			Policy: custody.Policy{Warn: map[dock.Reason]bool{}}, ListVersion: list.Version},
-			dec, list, outbox{q}, noLight{}, quiet.With("station", id))
+			dec, list, outbox.Outbox{Q: q}, noLight{}, quiet.With("station", id))
 		base := "dockd/v1/" + site + "/" + door
 		will, _ := json.Marshal(map[string]string{"station": id, "state": "offline"})
 		s.up, err = uplink.New(uplink.Config{
 			Broker: brokerURL, ClientID: "dockd-" + id, EventsTopic: base + "/events", StatusTopic: base + "/status",
 			Will: will, InFlight: o.InFlight, KeepAlive: 5 * time.Second, AckTimeout: 5 * time.Second,
 			ConnectTimeout: 5 * time.Second, MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second,
-		}, outbox{q}, quiet)
+		}, outbox.Outbox{Q: q}, quiet)
 		if err != nil {
 			return rep, fmt.Errorf("fleet: station %s uplink: %w", id, err)
 		}

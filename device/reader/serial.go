@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -92,8 +91,8 @@ func (r *Serial) Run(ctx context.Context, frames chan<- dock.Frame, states chan<
 	if err != nil {
 		return err // unreachable: the config was validated
 	}
-	rep := reporter{id: r.cfg.ID, states: states}
-	bo := backoff{min: r.cfg.MinBackoff, max: r.cfg.MaxBackoff}
+	rep := StateReporter{ID: r.cfg.ID, States: states}
+	bo := Backoff{Min: r.cfg.MinBackoff, Max: r.cfg.MaxBackoff}
 	var lastKind error // kind of the last open failure, to log repeats quietly
 
 	for {
@@ -113,26 +112,26 @@ func (r *Serial) Run(ctx context.Context, frames chan<- dock.Frame, states chan<
 				lastKind = kind
 			}
 			r.log.Log(ctx, level, "reader port unavailable", "err", err)
-			if err := rep.send(ctx, false, "", err); err != nil {
+			if err := rep.Send(ctx, false, "", err); err != nil {
 				return err
 			}
-			if err := bo.wait(ctx); err != nil {
+			if err := bo.Wait(ctx); err != nil {
 				return err
 			}
 			continue
 		}
 		lastKind = nil
-		bo.reset()
+		bo.Reset()
 		r.log.Info("reader up", "tty", tty)
 		err = r.serve(ctx, port, tty, framer, frames, &rep)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		r.log.Warn("reader down", "tty", tty, "err", err)
-		if err := rep.send(ctx, false, "", err); err != nil {
+		if err := rep.Send(ctx, false, "", err); err != nil {
 			return err
 		}
-		if err := bo.wait(ctx); err != nil {
+		if err := bo.Wait(ctx); err != nil {
 			return err
 		}
 	}
@@ -153,7 +152,7 @@ func (r *Serial) open() (serial.Port, string, error) {
 
 // serve reports up, then reads port until it fails or ctx ends. It always
 // closes port before returning and leaves no goroutine behind.
-func (r *Serial) serve(ctx context.Context, port serial.Port, tty string, framer *Framer, frames chan<- dock.Frame, rep *reporter) error {
+func (r *Serial) serve(ctx context.Context, port serial.Port, tty string, framer *Framer, frames chan<- dock.Frame, rep *StateReporter) error {
 	stop := make(chan struct{})
 	closed := make(chan struct{})
 	go func() {
@@ -178,7 +177,7 @@ func (r *Serial) serve(ctx context.Context, port serial.Port, tty string, framer
 			r.log.Debug("dropping partial frame", "tty", tty, "bytes", n)
 		}
 	}()
-	if err := rep.send(ctx, true, tty, nil); err != nil {
+	if err := rep.Send(ctx, true, tty, nil); err != nil {
 		return err
 	}
 
@@ -220,62 +219,3 @@ func (r *Serial) serve(ctx context.Context, port serial.Port, tty string, framer
 	}
 }
 
-// reporter sends ReaderState values on up/down changes only.
-type reporter struct {
-	id     string
-	states chan<- dock.ReaderState
-	known  bool
-	up     bool
-}
-
-func (p *reporter) send(ctx context.Context, up bool, tty string, err error) error {
-	if p.known && p.up == up {
-		return nil
-	}
-	p.known, p.up = true, up
-	if p.states == nil {
-		return nil
-	}
-	st := dock.ReaderState{Reader: p.id, Up: up, Port: tty, Err: err, At: time.Now()}
-	select {
-	case p.states <- st:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// backoff is exponential between min and max with "equal jitter": each
-// wait is drawn from [d/2, d], so waits never exceed max.
-type backoff struct {
-	min, max time.Duration
-	attempt  int
-}
-
-func (b *backoff) reset() { b.attempt = 0 }
-
-func (b *backoff) next() time.Duration {
-	d := b.min
-	for i := 0; i < b.attempt && d < b.max; i++ {
-		d *= 2
-	}
-	d = min(d, b.max)
-	b.attempt++
-	if d <= 0 {
-		return 0
-	}
-	half := d / 2
-	return half + rand.N(d-half+1)
-}
-
-// wait sleeps for the next backoff or until ctx ends.
-func (b *backoff) wait(ctx context.Context) error {
-	t := time.NewTimer(b.next())
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}

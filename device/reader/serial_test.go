@@ -495,17 +495,17 @@ func TestSerialRunMisuse(t *testing.T) {
 }
 
 func TestBackoffBounds(t *testing.T) {
-	b := backoff{min: 100 * time.Millisecond, max: time.Second}
+	b := Backoff{Min: 100 * time.Millisecond, Max: time.Second}
 	wantCeil := []time.Duration{100, 200, 400, 800, 1000, 1000, 1000}
 	for i, ceil := range wantCeil {
 		ceil *= time.Millisecond
-		d := b.next()
+		d := b.Next()
 		if d < ceil/2 || d > ceil {
 			t.Errorf("attempt %d: wait %v outside [%v, %v]", i, d, ceil/2, ceil)
 		}
 	}
-	b.reset()
-	if d := b.next(); d > 100*time.Millisecond {
+	b.Reset()
+	if d := b.Next(); d > 100*time.Millisecond {
 		t.Errorf("after reset wait %v, want <= 100ms", d)
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
 	"path/filepath"
 	"sync/atomic"
 	"syscall"
@@ -145,8 +144,8 @@ func (r *Reader) Run(ctx context.Context, frames chan<- dock.Frame, states chan<
 	}
 	defer r.running.Store(false)
 
-	rep := reporter{id: r.cfg.ID, states: states}
-	bo := backoff{min: r.cfg.MinBackoff, max: r.cfg.MaxBackoff}
+	rep := reader.StateReporter{ID: r.cfg.ID, States: states}
+	bo := reader.Backoff{Min: r.cfg.MinBackoff, Max: r.cfg.MaxBackoff}
 	dd := reader.NewDeduper(r.cfg.DedupeWindow)
 	var lastErr string
 	for {
@@ -163,10 +162,10 @@ func (r *Reader) Run(ctx context.Context, frames chan<- dock.Frame, states chan<
 		}
 		lastErr = err.Error()
 		r.log.Log(ctx, level, "rfid reader down", "err", err)
-		if err := rep.send(ctx, false, "", err); err != nil {
+		if err := rep.Send(ctx, false, "", err); err != nil {
 			return err
 		}
-		if err := bo.wait(ctx); err != nil {
+		if err := bo.Wait(ctx); err != nil {
 			return err
 		}
 	}
@@ -182,7 +181,7 @@ type link struct {
 
 // session opens the port, starts the reader and serves it until it fails
 // or ctx ends. It closes the port and joins its goroutines before returning.
-func (r *Reader) session(ctx context.Context, frames chan<- dock.Frame, rep *reporter, dd *reader.Deduper, bo *backoff) error {
+func (r *Reader) session(ctx context.Context, frames chan<- dock.Frame, rep *reader.StateReporter, dd *reader.Deduper, bo *reader.Backoff) error {
 	tty, err := filepath.EvalSymlinks(r.cfg.Port)
 	if err != nil {
 		return &reader.PortError{Op: "resolve", Path: r.cfg.Port, Kind: openKind(err), Err: err}
@@ -235,14 +234,14 @@ func (r *Reader) session(ctx context.Context, frames chan<- dock.Frame, rep *rep
 }
 
 // up marks a successful start.
-func (r *Reader) up(ctx context.Context, l *link, rep *reporter, bo *backoff) error {
-	bo.reset()
+func (r *Reader) up(ctx context.Context, l *link, rep *reader.StateReporter, bo *reader.Backoff) error {
+	bo.Reset()
 	r.c.sessions.Add(1)
 	r.log.Info("rfid reader up", "tty", l.tty)
-	return rep.send(ctx, true, l.tty, nil)
+	return rep.Send(ctx, true, l.tty, nil)
 }
 
-func (r *Reader) serveASCII(ctx context.Context, l *link, frames chan<- dock.Frame, rep *reporter, dd *reader.Deduper, bo *backoff) error {
+func (r *Reader) serveASCII(ctx context.Context, l *link, frames chan<- dock.Frame, rep *reader.StateReporter, dd *reader.Deduper, bo *reader.Backoff) error {
 	suffix, _ := reader.ParseSuffix(r.cfg.Suffix) // validated in New
 	fr, err := reader.NewFramer(suffix, []byte(r.cfg.Prefix), r.cfg.MaxLine)
 	if err != nil {
@@ -378,7 +377,7 @@ func (m *mercury) command(ctx context.Context, op byte, data []byte) (MercuryFra
 	}
 }
 
-func (r *Reader) serveMercury(ctx context.Context, l *link, frames chan<- dock.Frame, rep *reporter, dd *reader.Deduper, bo *backoff) error {
+func (r *Reader) serveMercury(ctx context.Context, l *link, frames chan<- dock.Frame, rep *reader.StateReporter, dd *reader.Deduper, bo *reader.Backoff) error {
 	m := &mercury{r: r, l: l, sp: NewSplitter(true)}
 	// Stop an inventory left running by an earlier session; the module may
 	// or may not answer, and its answer is skipped like any other frame.
@@ -512,55 +511,3 @@ func openKind(err error) error {
 	return reader.ErrNotSerial
 }
 
-// reporter sends ReaderState values on up/down changes only.
-type reporter struct {
-	id     string
-	states chan<- dock.ReaderState
-	known  bool
-	up     bool
-}
-
-func (p *reporter) send(ctx context.Context, up bool, tty string, err error) error {
-	if p.known && p.up == up {
-		return nil
-	}
-	p.known, p.up = true, up
-	if p.states == nil {
-		return nil
-	}
-	st := dock.ReaderState{Reader: p.id, Up: up, Port: tty, Err: err, At: time.Now()}
-	select {
-	case p.states <- st:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// backoff doubles from min to max; each wait is drawn from [d/2, d].
-type backoff struct {
-	min, max time.Duration
-	attempt  int
-}
-
-func (b *backoff) reset() { b.attempt = 0 }
-
-func (b *backoff) wait(ctx context.Context) error {
-	d := b.min
-	for i := 0; i < b.attempt && d < b.max; i++ {
-		d *= 2
-	}
-	d = min(d, b.max)
-	b.attempt++
-	if d > 0 {
-		d = d/2 + rand.N(d-d/2+1)
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
