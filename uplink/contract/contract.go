@@ -26,7 +26,10 @@ const (
 	StatusSchemaFile          = "status.schema.json"
 	CommandSchemaFile         = "command.schema.json"
 	CommandReplySchemaFile    = "command-reply.schema.json"
-	AllowlistUpdateSchemaFile = "allowlist-update.schema.json"
+	AllowlistManifestSchemaFile = "allowlist-manifest.schema.json"
+	AllowlistDeltaSchemaFile    = "allowlist-delta.schema.json"
+	AllowlistRowSchemaFile      = "allowlist-row.schema.json"
+	AllowlistAckSchemaFile      = "allowlist-ack.schema.json"
 )
 
 // SchemaURL is the $id of a schema file: an identifier, never fetched.

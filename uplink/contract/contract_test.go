@@ -2,6 +2,7 @@ package contract_test
 
 import (
 	"io/fs"
+	"strings"
 	"testing"
 
 	"github.com/dockd/dockd/uplink/contract"
@@ -10,8 +11,8 @@ import (
 
 func TestSchemasCompile(t *testing.T) {
 	files, err := fs.Glob(contract.Schemas, "*.schema.json")
-	if err != nil || len(files) != 6 {
-		t.Fatalf("embedded schemas %v (%v), want 6", files, err)
+	if err != nil || len(files) != 9 {
+		t.Fatalf("embedded schemas %v (%v), want 9", files, err)
 	}
 	for _, f := range files {
 		if _, err := contracttest.Compile(f); err != nil {
@@ -70,7 +71,11 @@ func TestExamples(t *testing.T) {
 		{"reply ok", contract.CommandReplySchemaFile, `{"schema":"dockd.command-reply/1","id":"c-1","command":"set-direction","station":"s","ok":true,"time":"2026-01-15T09:30:12Z","result":{"direction":"shipping"}}`, true},
 		{"reply error", contract.CommandReplySchemaFile, `{"schema":"dockd.command-reply/1","id":"","command":"x","station":"s","ok":false,"time":"2026-01-15T09:30:12Z","error":{"code":"malformed","message":"no id"}}`, true},
 		{"reply failed without error", contract.CommandReplySchemaFile, `{"schema":"dockd.command-reply/1","id":"c-1","command":"x","station":"s","ok":false,"time":"2026-01-15T09:30:12Z"}`, false},
-		{"allowlist envelope", contract.AllowlistUpdateSchemaFile, `{"schema":"dockd.allowlist-delta/1"}`, true},
+		{"allowlist delta header", contract.AllowlistDeltaSchemaFile, `{"schema":"dockd.allowlist-delta/1","version":"v2","seq":2,"base_seq":1,"sha256":"` + strings.Repeat("ab", 32) + `"}`, true},
+		{"allowlist delta without base", contract.AllowlistDeltaSchemaFile, `{"schema":"dockd.allowlist-delta/1","version":"v2","seq":2,"sha256":"` + strings.Repeat("ab", 32) + `"}`, false},
+		{"allowlist row", contract.AllowlistRowSchemaFile, `{"gtin":"09506000134352","lot":"L1","status":"recalled","recall_id":"RC-1"}`, true},
+		{"allowlist row, bad status", contract.AllowlistRowSchemaFile, `{"gtin":"09506000134352","lot":"L1","status":"gone"}`, false},
+		{"allowlist ack rejected without reason", contract.AllowlistAckSchemaFile, `{"schema":"dockd.allowlist-ack/1","topic":"t","kind":"delta","seq":3,"status":"rejected","active_version":"v1","active_seq":1}`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := contracttest.Validate(tc.file, []byte(tc.payload))
