@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/dockd/dockd/internal/allowlist"
 	"github.com/dockd/dockd/internal/command"
+	"github.com/dockd/dockd/internal/custody"
 	"github.com/dockd/dockd/internal/dock"
 )
 
@@ -149,4 +151,25 @@ func (s *commandService) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// listShipments opens and closes expected shipments in the station's
+// allowlist (its local shipments, beside those central's list carries).
+type listShipments struct{ list *allowlist.Store }
+
+func (l listShipments) Shipment(open bool, door string, s command.Shipment) error {
+	if !open {
+		return l.list.CloseShipment(door, s.ID)
+	}
+	sh := custody.Shipment{ID: s.ID, Door: door, Direction: s.Direction}
+	for _, ln := range s.Lines {
+		sh.Lines = append(sh.Lines, custody.Line{GTIN: ln.GTIN, Lot: ln.Lot, Serial: ln.Serial, SSCC: ln.SSCC, Qty: ln.Qty})
+	}
+	if err := l.list.OpenShipment(sh); err != nil {
+		if errors.Is(err, allowlist.ErrShipment) {
+			return &command.Error{Code: command.CodeInvalidArgs, Msg: err.Error()}
+		}
+		return err
+	}
+	return nil
 }

@@ -142,7 +142,7 @@ func TestCommandsEndToEnd(t *testing.T) {
 		name, payload, id string
 		code              command.Code
 	}{
-		{"open-shipment", cmdJSON("sh-1", `{"shipment":"ASN-1"}`), "sh-1", command.CodeUnsupported},
+		{"open-shipment", cmdJSON("sh-1", `{"shipment":"ASN-1"}`), "sh-1", command.CodeInvalidArgs}, // no lines
 		{"format-disk", cmdJSON("fd-1", ""), "fd-1", command.CodeUnknownCommand},
 		{"set-direction", cmdJSON("bad-1", `{"direction":"north"}`), "bad-1", command.CodeInvalidArgs},
 		{"set-direction", `{{{ not json`, contract.InvalidReplyID, command.CodeMalformed},
@@ -153,6 +153,42 @@ func TestCommandsEndToEnd(t *testing.T) {
 		if rep.OK || rep.Error == nil || rep.Error.Code != tc.code {
 			t.Errorf("%s %s: reply %+v, want code %s", tc.name, tc.payload, rep, tc.code)
 		}
+	}
+
+	// open-shipment / close-shipment: while ASN-7 is open at this door, a
+	// lot on it is accepted up to its quantity, anything else is
+	// not_expected; closed, the door is back to the plain list rules.
+	ship := func(id, name, args string) {
+		t.Helper()
+		central(t, c, name, cmdJSON(id, args))
+		var rep command.Reply
+		json.Unmarshal(waitReply(t, s.sub, id, 1)[0], &rep)
+		if !rep.OK {
+			t.Fatalf("%s: %+v", name, rep)
+		}
+	}
+	scan := func(lot, serial string) dock.CustodyEvent {
+		t.Helper()
+		n := len(s.waitDecisions(0, time.Second))
+		s.write(gs1Scan(lot, serial))
+		evs := s.waitDecisions(n+1, 10*time.Second)
+		return evs[len(evs)-1]
+	}
+	ship("sh-2", "open-shipment", `{"shipment":"ASN-7","direction":"receiving","lines":[{"gtin":"09506000134352","lot":"LOT42","qty":1}]}`)
+	if ev := scan("LOT42", "A1"); ev.Verdict != dock.Accept {
+		t.Fatalf("lot on the open shipment: %+v", ev)
+	}
+	if ev := scan("LOT42", "A2"); ev.Reason != dock.ReasonOverQuantity {
+		t.Fatalf("beyond the line's quantity: %s", ev.Reason)
+	}
+	n := len(s.waitDecisions(0, time.Second))
+	s.write("]C10104012345000016" + "10B2026-11" + gs + "21A3\r") // released and on the list, not on ASN-7
+	if evs := s.waitDecisions(n+1, 10*time.Second); evs[len(evs)-1].Reason != dock.ReasonNotExpected {
+		t.Fatalf("a lot not on the shipment: %s", evs[len(evs)-1].Reason)
+	}
+	ship("sh-3", "close-shipment", `{"shipment":"ASN-7"}`)
+	if ev := scan("LOT42", "A4"); ev.Verdict != dock.Accept {
+		t.Fatalf("after close-shipment: %+v", ev)
 	}
 
 	// reload-config: the unchanged file reloads; a new direction in the file

@@ -335,7 +335,7 @@ func (d *daemon) newUplink() (*uplink.Client, error) {
 		return nil, err
 	}
 	topics := contract.Topics{Prefix: m.TopicPrefix, Site: d.cfg.Station.Site, Door: d.cfg.Station.Door}
-	exec := &daemonExecutor{d: d}
+	exec := &daemonExecutor{d: d, ships: listShipments{d.list}}
 	if d.opts.ConfigPath != "" {
 		exec.reload = d.reloadConfig
 	}

@@ -341,18 +341,19 @@ func (sn *snapshot) item(ckey string, list *bolt.Bucket, lkey []byte, ids func(*
 }
 
 func (sn *snapshot) Shipments(door string, dir dock.Direction) ([]custody.Shipment, error) {
-	if sn.ships == nil {
-		return nil, nil
-	}
-	c := sn.s.ships.Load()
-	if c == nil || c.version != sn.version {
-		var err error
-		if c, err = loadShipments(sn.ships, sn.version); err != nil {
-			return nil, err
+	var list []custody.Shipment
+	if sn.ships != nil {
+		c := sn.s.ships.Load()
+		if c == nil || c.version != sn.version {
+			var err error
+			if c, err = loadShipments(sn.ships, sn.version); err != nil {
+				return nil, err
+			}
+			sn.s.ships.Store(c)
 		}
-		sn.s.ships.Store(c)
+		list = c.by[string(dir)+"\x00"+door]
 	}
-	return c.by[string(dir)+"\x00"+door], nil
+	return localShipments(sn.tx, door, dir, list)
 }
 
 func (sn *snapshot) Counted(id string, line int) (int, error) {
