@@ -16,6 +16,7 @@ run ./internal/allowlist Lookup 200000x
 run ./buffer . 1s
 run ./uplink . 3x
 run ./cmd/dockd ScanToLight 1000x
+run ./cmd/dockd ScanToPuback 1000x
 run ./cmd/dockd EndToEnd 5x
 run ./cmd/dockd DrainVsRelay 1x
 run ./cmd/dockd RSSWithBacklog 1x
@@ -32,11 +33,13 @@ row "decode: 4-AI GS1-128 element string"            "$(metric 'BenchmarkDecodeE
 row "decode: GS1 Digital Link URI"                   "$(metric 'BenchmarkDecodeDigitalLink' ns/op)" "ns/scan"
 row "decode: SGTIN-96"                               "$(metric 'BenchmarkDecodeSGTIN96' ns/op)" "ns/scan"
 row "allowlist look-up p99 (1M lots)"                "$(metric 'BenchmarkLookup' p99-µs)" "µs"
-row "durable append, concurrent (group commit)"      "$(metric 'BenchmarkAppendConcurrent' events/s)" "events/s"
+row "durable append, 64 concurrent (group commit)"   "$(metric 'BenchmarkAppendConcurrent/goroutines=64' events/s)" "events/s"
+row "durable append, 512 concurrent (group commit)"  "$(metric 'BenchmarkAppendConcurrent/goroutines=512' events/s)" "events/s"
 row "  baseline: raw bbolt, 100 values per tx"       "$(metric 'BenchmarkBoltBatch100' events/s)" "events/s"
 row "  baseline: raw bbolt, 1 value per tx"          "$(metric 'BenchmarkBoltOnePerTx' events/s)" "events/s"
 row "durable append, single appender p50"            "$(metric 'BenchmarkAppendSingle' p50-µs)" "µs"
 row "durable append, single appender p99"            "$(metric 'BenchmarkAppendSingle' p99-µs)" "µs"
+row "  baseline: raw bbolt 1 value per tx, p99"       "$(metric 'BenchmarkBoltOnePerTx' p99-µs)" "µs"
 row "uplink drain to Mosquitto, QoS 1, in-flight 32" "$(metric 'BenchmarkDrain/inflight=32' msgs/s)" "msgs/s"
 row "drain 100k backlog → Mosquitto, QoS 1 (dockd)"   "$(metric 'BenchmarkDrainVsRelay' dockd-msgs/s)" "msgs/s"
 row "  baseline: mosquitto_pub -l -q 1 relay"         "$(metric 'BenchmarkDrainVsRelay' relay-msgs/s)" "msgs/s (arrived: $(metric 'BenchmarkDrainVsRelay' relay-arrived-%)%)"
@@ -44,4 +47,6 @@ row "  ratio dockd / relay"                           "$(metric 'BenchmarkDrainV
 row "RSS with 1M-event backlog, anonymous, draining"  "$(metric 'BenchmarkRSSWithBacklog' draining-anon-MiB)" "MiB (+ $(metric 'BenchmarkRSSWithBacklog' mapped-file-MiB) MiB mapped bbolt file)"
 row "scan → light p50 (pty → GPIO edge, whole daemon)" "$(metric 'BenchmarkScanToLight' scan-light-p50-µs)" "µs"
 row "scan → light p99"                               "$(metric 'BenchmarkScanToLight' scan-light-p99-µs)" "µs"
+row "scan → PUBACK p50 (broker up)"                "$(metric 'BenchmarkScanToPuback' scan-puback-p50-µs)" "µs"
+row "scan → PUBACK p99"                             "$(metric 'BenchmarkScanToPuback' scan-puback-p99-µs)" "µs"
 row "end to end: pty → Mosquitto subscriber"         "$(metric 'BenchmarkEndToEnd' events/s)" "events/s"

@@ -86,3 +86,25 @@ func distinctIDs(evs []dock.CustodyEvent) int {
 	}
 	return len(ids)
 }
+
+// BenchmarkScanToPuback measures, on the whole in-process daemon with the
+// broker up, the time from a scan written into the pty until the broker's
+// PUBACK for its event reached the uplink (durable append and publish
+// included).
+func BenchmarkScanToPuback(b *testing.B) {
+	s := startStation(b)
+	waitUntil(b, 10*time.Second, "uplink connected", s.d.up.Connected)
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		target := s.d.queue.Stats().NewestSeq + 1
+		t0 := time.Now()
+		s.write(gs1Scan("LOT42", fmt.Sprintf("P%d", i)))
+		for s.d.up.Stats().AckedSeq < target {
+			time.Sleep(20 * time.Microsecond)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	reportLatency(b, lat, "scan-puback")
+}
