@@ -125,8 +125,20 @@ func TestEveryReasonThroughThePTY(t *testing.T) {
 	// Central received every decision with its reason.
 	got := waitEvents(t, s.sub, len(steps), 30*time.Second)
 	reasons := map[dock.Reason]bool{}
+	batchSeen := false
 	for _, ev := range got {
 		reasons[ev.Reason] = true
+		// S2 was scanned with the batch code OK-B of lot OK: the event
+		// names the lot and keeps the batch.
+		if ev.Serial == "S2" && ev.Reason == dock.ReasonOK {
+			batchSeen = true
+			if ev.Lot != "OK" || ev.Batch != "OK-B" {
+				t.Errorf("batch scan: lot %q batch %q, want lot OK batch OK-B", ev.Lot, ev.Batch)
+			}
+		}
+	}
+	if !batchSeen {
+		t.Error("the batch-code scan of S2 never reached central")
 	}
 	for _, r := range []dock.Reason{dock.ReasonBadScan, dock.ReasonUnknownGTIN, dock.ReasonUnknownLot, dock.ReasonLotRecalled,
 		dock.ReasonLotBlocked, dock.ReasonLotQuarantined, dock.ReasonExpired, dock.ReasonExpiresSoon, dock.ReasonUnknownSerial,

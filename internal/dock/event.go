@@ -43,11 +43,14 @@ type CustodyEvent struct {
 	AIs       []AIValue `json:"ais,omitempty"`
 	GTIN      string    `json:"gtin,omitempty"`
 	Lot       string    `json:"lot,omitempty"`
-	Serial    string    `json:"serial,omitempty"`
-	SSCC      string    `json:"sscc,omitempty"`
-	Expiry    string    `json:"expiry,omitempty"` // YYYY-MM-DD
-	EPC       string    `json:"epc,omitempty"`    // pure-identity URI for tags
-	Tag       *TagRead  `json:"tag,omitempty"`
+	// Batch is the scanned AI 10 value when the list knows it as one of a
+	// lot's batch codes; Lot then names that lot.
+	Batch  string   `json:"batch,omitempty"`
+	Serial string   `json:"serial,omitempty"`
+	SSCC   string   `json:"sscc,omitempty"`
+	Expiry string   `json:"expiry,omitempty"` // YYYY-MM-DD
+	EPC    string   `json:"epc,omitempty"`    // pure-identity URI for tags
+	Tag    *TagRead `json:"tag,omitempty"`
 
 	Decision
 	ErrorKind        string `json:"error_kind,omitempty"` // decode error kind for bad_scan

@@ -249,6 +249,13 @@ func (s *Station) decide(f dock.Frame) dock.CustodyEvent {
 	at := custody.At{Door: s.cfg.Door, Direction: dir, Today: now.In(s.cfg.Location).Format("2006-01-02")}
 	err = s.list.View(func(l custody.List) error {
 		ev.Decision = custody.Decide(item, l, pol, at)
+		// A scanned AI 10 that is one of a lot's batch codes: the event
+		// names the lot (for recall traces) and keeps the batch.
+		if ev.GTIN != "" && ev.Lot != "" {
+			if lt, ok, _ := l.Lot(ev.GTIN, ev.Lot); ok && lt.Lot != ev.Lot {
+				ev.Batch, ev.Lot = ev.Lot, lt.Lot
+			}
+		}
 		return nil
 	})
 	if err != nil {
