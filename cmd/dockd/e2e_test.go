@@ -59,6 +59,12 @@ func TestScanReachesCentralAndLight(t *testing.T) {
 	if ev := evs[len(evs)-1]; ev.Reason != dock.ReasonLotRecalled || !strings.Contains(ev.Detail, "RC-2026-118") {
 		t.Fatalf("recalled lot event %+v", ev)
 	}
+	// A label with a count (AI 30): the event carries it as qty.
+	s.write("]C101" + demoGTIN + "3012" + gs + "10LOT42" + gs + "21S4\r")
+	evs = waitEvents(t, s.sub, 4, 10*time.Second)
+	if ev := evs[len(evs)-1]; ev.Serial != "S4" || ev.Qty != 12 || ev.Verdict != dock.Accept {
+		t.Fatalf("count label: serial %q qty %d %s", ev.Serial, ev.Qty, ev.Verdict)
+	}
 	// The retained status says the station is online with its reader up.
 	s.sub.WaitFor(t, func(ms []testkit.Message) bool {
 		for _, m := range ms {

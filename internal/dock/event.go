@@ -45,7 +45,9 @@ type CustodyEvent struct {
 	Lot       string    `json:"lot,omitempty"`
 	// Batch is the scanned AI 10 value when the list knows it as one of a
 	// lot's batch codes; Lot then names that lot.
-	Batch  string   `json:"batch,omitempty"`
+	Batch string `json:"batch,omitempty"`
+	// Qty is the label's count of trade items (AI 30, else AI 37), when given.
+	Qty    int      `json:"qty,omitempty"`
 	Serial string   `json:"serial,omitempty"`
 	SSCC   string   `json:"sscc,omitempty"`
 	Expiry string   `json:"expiry,omitempty"` // YYYY-MM-DD

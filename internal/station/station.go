@@ -246,6 +246,7 @@ func (s *Station) decide(f dock.Frame) dock.CustodyEvent {
 	fillScan(&ev, sc)
 	item := custody.Item{GTIN: ev.GTIN, Lot: ev.Lot, Serial: ev.Serial, SSCC: ev.SSCC, Expiry: ev.Expiry}
 	item.Qty, _ = sc.Count()
+	ev.Qty = item.Qty
 	at := custody.At{Door: s.cfg.Door, Direction: dir, Today: now.In(s.cfg.Location).Format("2006-01-02")}
 	err = s.list.View(func(l custody.List) error {
 		ev.Decision = custody.Decide(item, l, pol, at)
