@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -113,6 +114,8 @@ type Server struct {
 	log  *slog.Logger
 	hash []byte // nil: no password
 	tls  *tls.Config
+
+	fails failLimiter // wrong passwords per peer
 
 	page    []byte // index.html split around the snapshot placeholder
 	pageEnd []byte
@@ -413,8 +416,18 @@ var errNoAuthPossible = errors.New("buttons are disabled here: configure a statu
 // requireAuth runs h with the caller's identity, or answers 401/403.
 func (s *Server) requireAuth(loop bool, h actionFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := peerHost(r.RemoteAddr)
+		if s.hash != nil && s.fails.blocked(host, time.Now()) {
+			w.Header().Set("Retry-After", fmt.Sprint(int(failWindow.Seconds())))
+			s.log.Warn("status page: sign-in refused after repeated wrong passwords", "peer", r.RemoteAddr, "path", r.URL.Path)
+			httpError(w, http.StatusTooManyRequests, fmt.Errorf("too many wrong passwords from %s: wait a minute", host))
+			return
+		}
 		who, err := s.authenticate(r, loop)
 		if err != nil {
+			if errors.Is(err, errWrongPassword) {
+				s.fails.fail(host, time.Now())
+			}
 			if s.hash != nil {
 				w.Header().Set("WWW-Authenticate", `Basic realm="dockd", charset="UTF-8"`)
 				s.log.Warn("status page: authentication failed", "peer", r.RemoteAddr, "path", r.URL.Path, "err", err)
@@ -426,6 +439,60 @@ func (s *Server) requireAuth(loop bool, h actionFunc) http.Handler {
 		}
 		h(w, r, who)
 	})
+}
+
+// errWrongPassword: credentials were given and did not match.
+var errWrongPassword = errors.New("wrong user name or password")
+
+// Wrong passwords from one peer: after maxFails within failWindow, its
+// sign-ins are refused (429) until the window has passed.
+const (
+	maxFails   = 5
+	failWindow = time.Minute
+)
+
+// failLimiter counts recent wrong passwords per peer host. Safe for
+// concurrent use; it forgets hosts whose failures are older than the window.
+type failLimiter struct {
+	mu    sync.Mutex
+	fails map[string][]time.Time
+}
+
+func (l *failLimiter) recent(host string, now time.Time) []time.Time {
+	var keep []time.Time
+	for _, t := range l.fails[host] {
+		if now.Sub(t) < failWindow {
+			keep = append(keep, t)
+		}
+	}
+	if len(keep) == 0 {
+		delete(l.fails, host)
+	} else {
+		l.fails[host] = keep
+	}
+	return keep
+}
+
+func (l *failLimiter) blocked(host string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.recent(host, now)) >= maxFails
+}
+
+func (l *failLimiter) fail(host string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fails == nil {
+		l.fails = map[string][]time.Time{}
+	}
+	l.fails[host] = append(l.recent(host, now), now)
+}
+
+func peerHost(remote string) string {
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		return h
+	}
+	return remote
 }
 
 // authenticate names the caller of r: "cert:CN", "user:NAME" or "loopback".
@@ -442,7 +509,7 @@ func (s *Server) authenticate(r *http.Request, loop bool) (string, error) {
 		wantUser := sha256.Sum256([]byte(s.cfg.User))
 		gotUser := sha256.Sum256([]byte(user))
 		if subtle.ConstantTimeCompare(got[:], s.hash)&subtle.ConstantTimeCompare(gotUser[:], wantUser[:]) != 1 {
-			return "", fmt.Errorf("wrong user name or password for user %q", user)
+			return "", fmt.Errorf("%w for user %q", errWrongPassword, user)
 		}
 		return "user:" + user, nil
 	}

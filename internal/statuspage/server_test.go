@@ -486,3 +486,39 @@ func TestRunFailsOnBusyAddress(t *testing.T) {
 		t.Fatalf("Run on a busy address: %v", err)
 	}
 }
+
+// Five wrong passwords from one peer within a minute lock that peer out
+// (429, even with the right password) while another peer still signs in;
+// the lock lapses with the window.
+func TestWrongPasswordsLockThePeerOut(t *testing.T) {
+	src := newFakeSource()
+	srv := newServer(t, Config{PasswordSHA256: HashPassword("s3cret")}, src)
+	h := srv.handler(false)
+	try := func(peer, pass string) int {
+		req := httptest.NewRequest("POST", "http://example.com/api/light-test", strings.NewReader("{}"))
+		req.RemoteAddr = peer
+		req.Header.Set("Content-Type", "application/json")
+		req.SetBasicAuth(DefaultUser, pass)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for i := 0; i < maxFails; i++ {
+		if code := try("10.0.0.9:4000", "guess"); code != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d: %d", i+1, code)
+		}
+	}
+	if code := try("10.0.0.9:4001", "s3cret"); code != http.StatusTooManyRequests {
+		t.Fatalf("locked-out peer with the right password: %d, want 429", code)
+	}
+	if code := try("10.0.0.7:4000", "s3cret"); code != http.StatusOK {
+		t.Fatalf("another peer: %d", code)
+	}
+	if got := src.lightTests(); got != 1 {
+		t.Fatalf("light tests run: %d, want only the other peer's", got)
+	}
+	later := time.Now().Add(failWindow + time.Second)
+	if srv.fails.blocked("10.0.0.9", later) {
+		t.Fatal("the lock did not lapse after the window")
+	}
+}
