@@ -1,8 +1,6 @@
 package testkit
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -106,8 +104,7 @@ type Mosquitto struct {
 	mu      sync.Mutex
 	port    int
 	tlsPort int // 0 without a TLS listener
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when cmd has been waited for
+	proc    *serverProc
 	paused  bool
 }
 
@@ -143,7 +140,7 @@ func StartMosquitto(t testing.TB, opts ...MosqOption) *Mosquitto {
 		if lastErr = m.start(); lastErr == nil {
 			break
 		}
-		if !errors.Is(lastErr, errMosqExited) {
+		if !errors.Is(lastErr, errServerExited) {
 			break
 		}
 	}
@@ -195,17 +192,7 @@ func (m *Mosquitto) Running() bool {
 	return m.runningLocked()
 }
 
-func (m *Mosquitto) runningLocked() bool {
-	if m.cmd == nil {
-		return false
-	}
-	select {
-	case <-m.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (m *Mosquitto) runningLocked() bool { return m.proc.running() }
 
 // Stop ends the broker with SIGTERM (a clean shutdown: mosquitto closes
 // client connections without publishing their wills) and waits for it to
@@ -218,14 +205,7 @@ func (m *Mosquitto) Stop() {
 		return
 	}
 	m.resumeLocked() // a SIGSTOPped process would not act on SIGTERM
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-m.exited:
-	case <-time.After(mosqStopTimeout):
-		m.t.Logf("mosquitto: no exit %v after SIGTERM; sending SIGKILL", mosqStopTimeout)
-		_ = m.cmd.Process.Kill()
-		<-m.exited
-	}
+	m.proc.terminate(m.t, "mosquitto", mosqStopTimeout)
 }
 
 // Kill ends the broker with SIGKILL, as a crash or power loss would: no
@@ -237,8 +217,7 @@ func (m *Mosquitto) Kill() {
 	if !m.runningLocked() {
 		return
 	}
-	_ = m.cmd.Process.Kill()
-	<-m.exited
+	m.proc.kill()
 	m.paused = false
 }
 
@@ -261,7 +240,7 @@ func (m *Mosquitto) Start() {
 		if err == nil {
 			return
 		}
-		if !errors.Is(err, errMosqExited) || time.Now().After(deadline) {
+		if !errors.Is(err, errServerExited) || time.Now().After(deadline) {
 			m.dumpLog()
 			m.t.Fatalf("mosquitto: restart on 127.0.0.1:%d: %v", m.port, err)
 			return
@@ -279,7 +258,7 @@ func (m *Mosquitto) Pause() {
 	if !m.runningLocked() || m.paused {
 		return
 	}
-	if err := m.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := m.proc.signal(syscall.SIGSTOP); err != nil {
 		m.t.Errorf("mosquitto: SIGSTOP: %v", err)
 		return
 	}
@@ -298,55 +277,23 @@ func (m *Mosquitto) resumeLocked() {
 		m.paused = false
 		return
 	}
-	if err := m.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := m.proc.signal(syscall.SIGCONT); err != nil {
 		m.t.Errorf("mosquitto: SIGCONT: %v", err)
 	}
 	m.paused = false
 }
 
-var errMosqExited = errors.New("mosquitto exited during start-up")
-
 // start launches the process and waits until the port accepts.
 func (m *Mosquitto) start() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	cmd := exec.Command(m.bin, "-c", m.conf)
-	cmd.Dir = m.dir
-	var stderr bytes.Buffer
-	cmd.Stdout = &stderr
-	cmd.Stderr = &stderr
-	// Own process group, so a ^C to `go test` does not race our Stop.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("run %s -c %s: %w", m.bin, m.conf, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	m.cmd, m.exited, m.paused = cmd, exited, false
-
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(m.port))
-	deadline := time.Now().Add(mosqStartTimeout)
-	for {
-		select {
-		case <-exited:
-			return fmt.Errorf("%w (%s): %s", errMosqExited, cmd.ProcessState, strings.TrimSpace(stderr.String()))
-		default:
-		}
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			_ = c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("port %s did not accept within %v: %w", addr, mosqStartTimeout, err)
-		}
-		time.Sleep(20 * time.Millisecond) // bounded poll until the listener is up
+	p, err := launchServer(m.bin, []string{"-c", m.conf}, m.dir, addr, mosqStartTimeout)
+	if err != nil {
+		return err
 	}
+	m.proc, m.paused = p, false
+	return nil
 }
 
 func (m *Mosquitto) writeConfig() error {
@@ -399,23 +346,7 @@ func (m *Mosquitto) writeConfig() error {
 	return nil
 }
 
-func (m *Mosquitto) dumpLog() {
-	f, err := os.Open(m.logPath)
-	if err != nil {
-		m.t.Logf("mosquitto log %s: %v", m.logPath, err)
-		return
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > mosqLogTailLines {
-			lines = lines[1:]
-		}
-	}
-	m.t.Logf("mosquitto log tail (%s):\n%s", m.logPath, strings.Join(lines, "\n"))
-}
+func (m *Mosquitto) dumpLog() { logTail(m.t, "mosquitto", m.logPath) }
 
 // freeLoopbackPort asks the kernel for an unused 127.0.0.1 port. Another
 // process may take it before mosquitto binds it; callers retry.

@@ -1,7 +1,6 @@
 package testkit
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -11,9 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -59,8 +56,7 @@ type NATS struct {
 	mu       sync.Mutex
 	port     int // NATS client port
 	mqttPort int
-	cmd      *exec.Cmd
-	exited   chan struct{}
+	proc     *serverProc
 }
 
 // StartNATS starts a nats-server for t, returns once its MQTT port accepts
@@ -83,7 +79,7 @@ func StartNATS(t testing.TB) *NATS {
 		if err := n.writeConfig(); err != nil {
 			t.Fatalf("nats: %v", err)
 		}
-		if lastErr = n.start(); lastErr == nil || !errors.Is(lastErr, errNATSExited) {
+		if lastErr = n.start(); lastErr == nil || !errors.Is(lastErr, errServerExited) {
 			break
 		}
 	}
@@ -127,17 +123,7 @@ func (n *NATS) Running() bool {
 	return n.runningLocked()
 }
 
-func (n *NATS) runningLocked() bool {
-	if n.cmd == nil {
-		return false
-	}
-	select {
-	case <-n.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (n *NATS) runningLocked() bool { return n.proc.running() }
 
 // Stop ends the server with SIGTERM and waits (SIGKILL after 5 s). A no-op
 // when it is not running.
@@ -147,14 +133,7 @@ func (n *NATS) Stop() {
 	if !n.runningLocked() {
 		return
 	}
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-n.exited:
-	case <-time.After(mosqStopTimeout):
-		n.t.Logf("nats: no exit %v after SIGTERM; sending SIGKILL", mosqStopTimeout)
-		_ = n.cmd.Process.Kill()
-		<-n.exited
-	}
+	n.proc.terminate(n.t, "nats", mosqStopTimeout)
 }
 
 // Kill ends the server with SIGKILL and waits for it to be reaped.
@@ -164,8 +143,7 @@ func (n *NATS) Kill() {
 	if !n.runningLocked() {
 		return
 	}
-	_ = n.cmd.Process.Kill()
-	<-n.exited
+	n.proc.kill()
 }
 
 // Start restarts a stopped or killed server on the same ports with the same
@@ -181,7 +159,7 @@ func (n *NATS) Start() {
 		if err == nil {
 			return
 		}
-		if !errors.Is(err, errNATSExited) || time.Now().After(deadline) {
+		if !errors.Is(err, errServerExited) || time.Now().After(deadline) {
 			n.dumpLog()
 			n.t.Fatalf("nats: restart: %v", err)
 		}
@@ -189,45 +167,16 @@ func (n *NATS) Start() {
 	}
 }
 
-var errNATSExited = errors.New("nats-server exited during start-up")
-
 func (n *NATS) start() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	cmd := exec.Command(n.bin, "-c", n.conf)
-	cmd.Dir = n.dir
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("run %s -c %s: %w", n.bin, n.conf, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	n.cmd, n.exited = cmd, exited
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.mqttPort))
-	deadline := time.Now().Add(natsStartTimeout)
-	for {
-		select {
-		case <-exited:
-			return fmt.Errorf("%w (%s): %s", errNATSExited, cmd.ProcessState, strings.TrimSpace(out.String()))
-		default:
-		}
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			_ = c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("mqtt port %s did not accept within %v: %w", addr, natsStartTimeout, err)
-		}
-		time.Sleep(20 * time.Millisecond) // bounded poll until the listener is up
+	p, err := launchServer(n.bin, []string{"-c", n.conf}, n.dir, addr, natsStartTimeout)
+	if err != nil {
+		return err
 	}
+	n.proc = p
+	return nil
 }
 
 func (n *NATS) writeConfig() error {
@@ -252,18 +201,7 @@ mqtt {
 	return nil
 }
 
-func (n *NATS) dumpLog() {
-	b, err := os.ReadFile(n.logPath)
-	if err != nil {
-		n.t.Logf("nats log %s: %v", n.logPath, err)
-		return
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > mosqLogTailLines {
-		lines = lines[len(lines)-mosqLogTailLines:]
-	}
-	n.t.Logf("nats log tail (%s):\n%s", n.logPath, strings.Join(lines, "\n"))
-}
+func (n *NATS) dumpLog() { logTail(n.t, "nats", n.logPath) }
 
 // freePortAvoiding is freeLoopbackPort that also never returns avoid (and
 // never the MQTT system port).
