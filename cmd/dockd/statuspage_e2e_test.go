@@ -201,7 +201,8 @@ func TestStatusPageEndToEnd(t *testing.T) {
 	dom := make(chan result, 1)
 	go func() {
 		// 1.5 s of virtual time: the first stream, one reconnect (1 s), the second.
-		out, err := chromium(t, chrome, base+"/", "--virtual-time-budget=1500", "--dump-dom")
+		// --timeout bounds it in real time should virtual time stall.
+		out, err := chromium(t, chrome, base+"/", "--virtual-time-budget=1500", "--timeout=30000", "--dump-dom")
 		dom <- result{out, err}
 	}()
 	waitUntil(t, 60*time.Second, "the page's event stream to connect", func() bool { return src.subscribers() > 0 })
@@ -246,7 +247,9 @@ func TestStatusPageEndToEnd(t *testing.T) {
 
 	// 7. A screenshot for the record.
 	shot := filepath.Join(artefactDir(t), "statuspage.png")
-	if _, err := chromium(t, chrome, base+"/", "--virtual-time-budget=500", "--window-size=420,900", "--screenshot="+shot); err != nil {
+	// The page embeds the current state, so it draws complete at load: no
+	// virtual time (which stalls while the page polls), just a bound on the load.
+	if _, err := chromium(t, chrome, base+"/", "--timeout=15000", "--window-size=420,900", "--screenshot="+shot); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(shot)
