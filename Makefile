@@ -15,15 +15,14 @@ build:
 run:
 	$(GO) run ./cmd/dockd demo
 
-# Every test, with the race detector, then each fuzz target for a short bounded time.
-test: test-deps unit fuzz
+# gofmt and vet, every test with the race detector, then each fuzz target for a short bounded time.
+test: test-deps lint unit fuzz
 
 test-deps:
 	@scripts/ensure-mosquitto.sh
 	@scripts/ensure-chromium.sh
 
 unit:
-	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 # Each Fuzz* function in the tree, FUZZTIME each (corpora are kept in testdata/fuzz).

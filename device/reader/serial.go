@@ -218,4 +218,3 @@ func (r *Serial) serve(ctx context.Context, port serial.Port, tty string, framer
 		}
 	}
 }
-

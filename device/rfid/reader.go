@@ -510,4 +510,3 @@ func openKind(err error) error {
 	}
 	return reader.ErrNotSerial
 }
-

@@ -21,11 +21,11 @@ var Schemas embed.FS
 
 // Schema file names inside Schemas, one per payload kind.
 const (
-	EventSchemaFile           = "event.schema.json"
-	OperatorEventSchemaFile   = "operator-event.schema.json"
-	StatusSchemaFile          = "status.schema.json"
-	CommandSchemaFile         = "command.schema.json"
-	CommandReplySchemaFile    = "command-reply.schema.json"
+	EventSchemaFile             = "event.schema.json"
+	OperatorEventSchemaFile     = "operator-event.schema.json"
+	StatusSchemaFile            = "status.schema.json"
+	CommandSchemaFile           = "command.schema.json"
+	CommandReplySchemaFile      = "command-reply.schema.json"
 	AllowlistManifestSchemaFile = "allowlist-manifest.schema.json"
 	AllowlistDeltaSchemaFile    = "allowlist-delta.schema.json"
 	AllowlistRowSchemaFile      = "allowlist-row.schema.json"
