@@ -20,71 +20,11 @@ import (
 
 const waitLimit = 5 * time.Second // generous bound for things that should happen "soon"
 
-// run starts r.Run and stops it at test end, failing if it does not return
-// or returns anything but context.Canceled.
-type run struct {
-	frames chan dock.Frame
-	states chan dock.ReaderState
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func startRun(t *testing.T, r *Serial) *run {
+// startRun runs r until the test ends (testkit.RunReader), failing if Run
+// does not return context.Canceled.
+func startRun(t *testing.T, r *Serial) *testkit.ReaderRun {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	rn := &run{
-		frames: make(chan dock.Frame, 64),
-		states: make(chan dock.ReaderState, 16),
-		cancel: cancel,
-		done:   make(chan error, 1),
-	}
-	go func() { rn.done <- r.Run(ctx, rn.frames, rn.states) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-rn.done:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("Run returned %v, want context.Canceled", err)
-			}
-		case <-time.After(waitLimit):
-			t.Errorf("Run did not return after cancel")
-		}
-	})
-	return rn
-}
-
-func (rn *run) state(t *testing.T, up bool) dock.ReaderState {
-	t.Helper()
-	select {
-	case st := <-rn.states:
-		if st.Up != up {
-			t.Fatalf("state %+v, want Up=%v", st, up)
-		}
-		return st
-	case <-time.After(waitLimit):
-		t.Fatalf("no state (want Up=%v) within %v", up, waitLimit)
-	}
-	return dock.ReaderState{}
-}
-
-func (rn *run) frame(t *testing.T) dock.Frame {
-	t.Helper()
-	select {
-	case f := <-rn.frames:
-		return f
-	case <-time.After(waitLimit):
-		t.Fatalf("no frame within %v", waitLimit)
-	}
-	return dock.Frame{}
-}
-
-func (rn *run) noFrame(t *testing.T) {
-	t.Helper()
-	select {
-	case f := <-rn.frames:
-		t.Fatalf("unexpected frame %q (err %v)", f.Data, f.Err)
-	default:
-	}
+	return testkit.RunReader(t, r, 64)
 }
 
 func newSerial(t *testing.T, cfg Config) *Serial {
@@ -126,7 +66,7 @@ func TestSerialFramesEachSuffix(t *testing.T) {
 			p := testkit.NewPTY(t)
 			r := newSerial(t, Config{Port: p.Path(), Suffix: tc.suffix})
 			rn := startRun(t, r)
-			st := rn.state(t, true)
+			st := rn.State(t, true)
 			if st.Port != p.TTY() || st.Reader != r.ID() || st.Err != nil || st.At.IsZero() {
 				t.Errorf("up state %+v, want Port %s", st, p.TTY())
 			}
@@ -141,7 +81,7 @@ func TestSerialFramesEachSuffix(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, w := range []string{gs1, "]C100", "SECOND"} {
-				f := rn.frame(t)
+				f := rn.Frame(t)
 				if string(f.Data) != w || f.Err != nil || f.Reader != "door1-scanner" {
 					t.Errorf("frame %q (err %v, reader %q), want %q", f.Data, f.Err, f.Reader, w)
 				}
@@ -149,7 +89,7 @@ func TestSerialFramesEachSuffix(t *testing.T) {
 					t.Errorf("frame At %v outside the test's window", f.At)
 				}
 			}
-			rn.noFrame(t)
+			rn.NoFrame(t)
 		})
 	}
 }
@@ -157,12 +97,12 @@ func TestSerialFramesEachSuffix(t *testing.T) {
 func TestSerialPrefixStripped(t *testing.T) {
 	p := testkit.NewPTY(t)
 	rn := startRun(t, newSerial(t, Config{Port: p.Path(), Suffix: "CR", Prefix: "\x02"}))
-	rn.state(t, true)
+	rn.State(t, true)
 	if err := p.Write([]byte("\x02ABC123\rNOPREFIX\r\x02\r")); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"ABC123", "NOPREFIX"} {
-		if f := rn.frame(t); string(f.Data) != want {
+		if f := rn.Frame(t); string(f.Data) != want {
 			t.Errorf("frame %q, want %q", f.Data, want)
 		}
 	}
@@ -171,7 +111,7 @@ func TestSerialPrefixStripped(t *testing.T) {
 	if err := p.Write([]byte("LAST\r")); err != nil {
 		t.Fatal(err)
 	}
-	if f := rn.frame(t); string(f.Data) != "LAST" {
+	if f := rn.Frame(t); string(f.Data) != "LAST" {
 		t.Errorf("frame %q, want LAST", f.Data)
 	}
 }
@@ -181,7 +121,7 @@ func TestSerialPrefixStripped(t *testing.T) {
 func TestSerialHugeLineThenGood(t *testing.T) {
 	p := testkit.NewPTY(t)
 	rn := startRun(t, newSerial(t, Config{Port: p.Path(), Suffix: "CR", MaxFrame: 4096}))
-	rn.state(t, true)
+	rn.State(t, true)
 
 	huge := bytes.Repeat([]byte("0123456789ABCDEF"), (1<<20)/16)
 	var before, after runtime.MemStats
@@ -195,7 +135,7 @@ func TestSerialHugeLineThenGood(t *testing.T) {
 		}
 		writeErr <- p.Write([]byte("\rGOOD\r"))
 	}()
-	f := rn.frame(t)
+	f := rn.Frame(t)
 	if !errors.Is(f.Err, dock.ErrFrameTooLong) {
 		t.Fatalf("first frame err %v, want ErrFrameTooLong", f.Err)
 	}
@@ -205,7 +145,7 @@ func TestSerialHugeLineThenGood(t *testing.T) {
 	if !strings.Contains(f.Err.Error(), "1048576 bytes") {
 		t.Errorf("too-long error %q should count all 1048576 bytes", f.Err)
 	}
-	if g := rn.frame(t); string(g.Data) != "GOOD" || g.Err != nil {
+	if g := rn.Frame(t); string(g.Data) != "GOOD" || g.Err != nil {
 		t.Errorf("second frame %q (err %v), want GOOD", g.Data, g.Err)
 	}
 	runtime.ReadMemStats(&after)
@@ -217,7 +157,7 @@ func TestSerialHugeLineThenGood(t *testing.T) {
 	if alloc > 512<<10 {
 		t.Errorf("allocated %d KiB while reading a 1 MiB line; want well under the line size", alloc>>10)
 	}
-	rn.noFrame(t)
+	rn.NoFrame(t)
 }
 
 // Random binary (NULs, high bytes, control codes) passes through as frames;
@@ -225,7 +165,7 @@ func TestSerialHugeLineThenGood(t *testing.T) {
 func TestSerialRandomBytes(t *testing.T) {
 	p := testkit.NewPTY(t)
 	rn := startRun(t, newSerial(t, Config{Port: p.Path(), Suffix: "LF", MaxFrame: 1 << 16}))
-	rn.state(t, true)
+	rn.State(t, true)
 
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	var sent []byte
@@ -262,22 +202,22 @@ func TestSerialRandomBytes(t *testing.T) {
 	}()
 	t.Cleanup(func() { <-writeErr })
 	for i, want := range lines {
-		f := rn.frame(t)
+		f := rn.Frame(t)
 		if !bytes.Equal(f.Data, want) || f.Err != nil {
 			t.Fatalf("frame %d: got %d bytes %q (err %v), want %d bytes", i, len(f.Data), f.Data, f.Err, len(want))
 		}
 	}
-	rn.noFrame(t)
+	rn.NoFrame(t)
 }
 
 func TestSerialUnplugReplug(t *testing.T) {
 	p := testkit.NewPTY(t)
 	rn := startRun(t, newSerial(t, Config{Port: p.Path()}))
-	first := rn.state(t, true)
+	first := rn.State(t, true)
 	if err := p.Write([]byte("BEFORE\r")); err != nil {
 		t.Fatal(err)
 	}
-	if f := rn.frame(t); string(f.Data) != "BEFORE" {
+	if f := rn.Frame(t); string(f.Data) != "BEFORE" {
 		t.Fatalf("frame %q", f.Data)
 	}
 
@@ -288,7 +228,7 @@ func TestSerialUnplugReplug(t *testing.T) {
 	}
 	unplugged := time.Now()
 	p.Unplug()
-	down := rn.state(t, false)
+	down := rn.State(t, false)
 	t.Logf("down reported %v after unplug: %v", down.At.Sub(unplugged), down.Err)
 	if !errors.Is(down.Err, ErrDisconnected) {
 		t.Errorf("down state err %v, want ErrDisconnected", down.Err)
@@ -300,7 +240,7 @@ func TestSerialUnplugReplug(t *testing.T) {
 	other := testkit.NewPTY(t)
 	p.Plug()
 	plugged := time.Now()
-	up := rn.state(t, true)
+	up := rn.State(t, true)
 	t.Logf("up again %v after plug, %s -> %s (other device on %s)", up.At.Sub(plugged), first.Port, up.Port, other.TTY())
 	if up.Port != p.TTY() || up.Port == first.Port {
 		t.Errorf("up state port %q, want the new tty %q (was %q)", up.Port, p.TTY(), first.Port)
@@ -308,14 +248,10 @@ func TestSerialUnplugReplug(t *testing.T) {
 	if err := p.Write([]byte("AFTER\r")); err != nil {
 		t.Fatal(err)
 	}
-	if f := rn.frame(t); string(f.Data) != "AFTER" {
+	if f := rn.Frame(t); string(f.Data) != "AFTER" {
 		t.Errorf("frame after replug %q, want AFTER", f.Data)
 	}
-	select {
-	case st := <-rn.states:
-		t.Errorf("extra state %+v", st)
-	default:
-	}
+	rn.NoState(t, "no more changes after the replug")
 }
 
 // logCounter counts log records by message.
@@ -396,7 +332,7 @@ func TestSerialNotATerminal(t *testing.T) {
 	for _, path := range []string{plain, "/dev/null"} {
 		t.Run(path, func(t *testing.T) {
 			rn := startRun(t, newSerial(t, Config{Port: path}))
-			if st := rn.state(t, false); !errors.Is(st.Err, ErrNotSerial) {
+			if st := rn.State(t, false); !errors.Is(st.Err, ErrNotSerial) {
 				t.Errorf("state err %v, want ErrNotSerial", st.Err)
 			}
 		})
@@ -488,7 +424,7 @@ func TestSerialRunMisuse(t *testing.T) {
 		t.Error("Run with nil frames returned nil")
 	}
 	rn := startRun(t, r)
-	rn.state(t, true)
+	rn.State(t, true)
 	if err := r.Run(context.Background(), make(chan dock.Frame), nil); !errors.Is(err, ErrAlreadyRunning) {
 		t.Errorf("second Run = %v, want ErrAlreadyRunning", err)
 	}

@@ -19,10 +19,11 @@ import (
 
 const waitLimit = 5 * time.Second
 
+// run is a reader running for one test (testkit.RunReader) and the reader
+// itself, for its counters.
 type run struct {
-	r      *rfid.Reader
-	frames chan dock.Frame
-	states chan dock.ReaderState
+	*testkit.ReaderRun
+	r *rfid.Reader
 }
 
 func testLog(t testing.TB) *slog.Logger {
@@ -46,47 +47,9 @@ func start(t *testing.T, cfg rfid.Config) *run {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	rn := &run{r: r, frames: make(chan dock.Frame, 1024), states: make(chan dock.ReaderState, 16)}
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, rn.frames, rn.states) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("Run returned %v, want context.Canceled", err)
-			}
-		case <-time.After(waitLimit):
-			t.Errorf("Run did not return after cancel")
-		}
-	})
+	rn := &run{ReaderRun: testkit.RunReader(t, r, 1024), r: r}
+	rn.Describe = func() string { return fmt.Sprintf("stats %+v", r.Stats()) }
 	return rn
-}
-
-func (rn *run) state(t *testing.T, up bool) dock.ReaderState {
-	t.Helper()
-	select {
-	case st := <-rn.states:
-		if st.Up != up {
-			t.Fatalf("state %+v, want Up=%v", st, up)
-		}
-		return st
-	case <-time.After(waitLimit):
-		t.Fatalf("no state (want Up=%v) within %v", up, waitLimit)
-	}
-	return dock.ReaderState{}
-}
-
-func (rn *run) frame(t *testing.T) dock.Frame {
-	t.Helper()
-	select {
-	case f := <-rn.frames:
-		return f
-	case <-time.After(waitLimit):
-		t.Fatalf("no frame within %v (stats %+v)", waitLimit, rn.r.Stats())
-	}
-	return dock.Frame{}
 }
 
 // until reads frames up to and including the one whose EPC is marker.
@@ -94,7 +57,7 @@ func (rn *run) until(t *testing.T, marker string) []dock.Frame {
 	t.Helper()
 	var got []dock.Frame
 	for {
-		f := rn.frame(t)
+		f := rn.Frame(t)
 		if string(f.Data) == marker {
 			return got
 		}
@@ -132,7 +95,7 @@ func TestMercuryHandshakeAndReads(t *testing.T) {
 	p := testkit.NewPTY(t)
 	m := testkit.NewMercury(t, p, testkit.MercuryConfig{})
 	rn := start(t, mercuryCfg(p))
-	st := rn.state(t, true)
+	st := rn.State(t, true)
 	if st.Port != p.TTY() {
 		t.Errorf("up on %q, want %q", st.Port, p.TTY())
 	}
@@ -158,7 +121,7 @@ func TestMercuryHandshakeAndReads(t *testing.T) {
 		{epcA, dock.TagRead{Antenna: 1, RSSI: -50, Phase: 20}},
 	}
 	for i, w := range want {
-		f := rn.frame(t)
+		f := rn.Frame(t)
 		if string(f.Data) != w.epc || f.Tag == nil || *f.Tag != w.tr || f.Reader != "rfid-1" || f.Err != nil || f.At.IsZero() {
 			t.Errorf("frame %d: %+v tag %+v, want %s %+v", i, f, f.Tag, w.epc, w.tr)
 		}
@@ -172,7 +135,7 @@ func TestMercuryCorruptFramesSkipped(t *testing.T) {
 	p := testkit.NewPTY(t)
 	m := testkit.NewMercury(t, p, testkit.MercuryConfig{})
 	rn := start(t, mercuryCfg(p))
-	rn.state(t, true)
+	rn.State(t, true)
 
 	m.Emit(tag(epcA, -40))
 	m.InjectCRCError(tag(epcB, -40))
@@ -186,11 +149,7 @@ func TestMercuryCorruptFramesSkipped(t *testing.T) {
 	if s.CRCErrors != 1 || s.Malformed != 1 || s.JunkBytes < 3 {
 		t.Errorf("stats %+v: want 1 CRC error, 1 malformed, >= 3 junk bytes", s)
 	}
-	select {
-	case st := <-rn.states:
-		t.Errorf("state change %+v on corrupt input; the reader should stay up", st)
-	default:
-	}
+	rn.NoState(t, "on corrupt input the reader should stay up")
 }
 
 func TestMercuryStallRecovery(t *testing.T) {
@@ -199,17 +158,17 @@ func TestMercuryStallRecovery(t *testing.T) {
 	cfg := mercuryCfg(p)
 	cfg.StallTimeout = 400 * time.Millisecond
 	rn := start(t, cfg)
-	rn.state(t, true)
+	rn.State(t, true)
 
 	m.Stall()
-	st := rn.state(t, false)
+	st := rn.State(t, false)
 	if !errors.Is(st.Err, rfid.ErrStalled) {
 		t.Errorf("down with %v, want ErrStalled", st.Err)
 	}
 	m.Resume()
-	rn.state(t, true)
+	rn.State(t, true)
 	m.Emit(tag(epcB, -44))
-	if f := rn.frame(t); string(f.Data) != epcB {
+	if f := rn.Frame(t); string(f.Data) != epcB {
 		t.Errorf("after recovery got %q", f.Data)
 	}
 	if s := rn.r.Stats(); s.Stalls < 1 || s.Sessions < 2 {
@@ -221,20 +180,20 @@ func TestMercuryUnplugReplug(t *testing.T) {
 	p := testkit.NewPTY(t)
 	m := testkit.NewMercury(t, p, testkit.MercuryConfig{})
 	rn := start(t, mercuryCfg(p))
-	rn.state(t, true)
+	rn.State(t, true)
 
 	m.Unplug()
-	st := rn.state(t, false)
+	st := rn.State(t, false)
 	if !errors.Is(st.Err, reader.ErrDisconnected) && !errors.Is(st.Err, reader.ErrPortMissing) {
 		t.Errorf("down with %v, want a disconnect", st.Err)
 	}
 	m.Plug()
-	up := rn.state(t, true)
+	up := rn.State(t, true)
 	if up.Port != p.TTY() {
 		t.Errorf("up on %q, want the new tty %q", up.Port, p.TTY())
 	}
 	m.Emit(tag(epcC, -44))
-	if f := rn.frame(t); string(f.Data) != epcC {
+	if f := rn.Frame(t); string(f.Data) != epcC {
 		t.Errorf("after replug got %q", f.Data)
 	}
 }
@@ -243,7 +202,7 @@ func TestMercuryStartFailures(t *testing.T) {
 	t.Run("silent device", func(t *testing.T) {
 		p := testkit.NewPTY(t) // nothing answers
 		rn := start(t, mercuryCfg(p))
-		st := rn.state(t, false)
+		st := rn.State(t, false)
 		if !errors.Is(st.Err, rfid.ErrNoResponse) {
 			t.Errorf("down with %v, want ErrNoResponse", st.Err)
 		}
@@ -254,7 +213,7 @@ func TestMercuryStartFailures(t *testing.T) {
 		cfg := mercuryCfg(p)
 		cfg.ReadPowerCentiDBm = 3000
 		rn := start(t, cfg)
-		st := rn.state(t, false)
+		st := rn.State(t, false)
 		var se *rfid.StatusError
 		if !errors.As(st.Err, &se) || se.Opcode != rfid.OpSetReadTxPower || se.Status != 0x0103 {
 			t.Errorf("down with %v, want StatusError 0x92/0x0103", st.Err)
@@ -263,7 +222,7 @@ func TestMercuryStartFailures(t *testing.T) {
 	t.Run("port missing", func(t *testing.T) {
 		cfg := rfid.Config{Port: t.TempDir() + "/nope", Protocol: rfid.ProtocolMercury, Region: "NA"}
 		rn := start(t, cfg)
-		if st := rn.state(t, false); !errors.Is(st.Err, reader.ErrPortMissing) {
+		if st := rn.State(t, false); !errors.Is(st.Err, reader.ErrPortMissing) {
 			t.Errorf("down with %v, want ErrPortMissing", st.Err)
 		}
 	})
@@ -275,7 +234,7 @@ func TestMercuryDedupeWindow(t *testing.T) {
 	cfg := mercuryCfg(p)
 	cfg.DedupeWindow = 400 * time.Millisecond
 	rn := start(t, cfg)
-	rn.state(t, true)
+	rn.State(t, true)
 
 	m.Emit(tag(epcA, -40), tag(epcA, -41), tag(epcB, -40), tag(epcA, -39), tag(marker, -40))
 	if got := epcs(rn.until(t, marker)); !slices.Equal(got, []string{epcA, epcB}) {
@@ -283,7 +242,7 @@ func TestMercuryDedupeWindow(t *testing.T) {
 	}
 	time.Sleep(600 * time.Millisecond) // let the window pass: this is the behaviour under test
 	m.Emit(tag(epcA, -40), tag(epcA, -40), tag(epcC, -40))
-	got := []string{string(rn.frame(t).Data), string(rn.frame(t).Data)}
+	got := []string{string(rn.Frame(t).Data), string(rn.Frame(t).Data)}
 	if !slices.Equal(got, []string{epcA, epcC}) {
 		t.Errorf("after the window got %v, want [A C]", got)
 	}
@@ -298,7 +257,7 @@ func TestMercuryRSSIThreshold(t *testing.T) {
 	cfg := mercuryCfg(p)
 	cfg.MinRSSI = -65
 	rn := start(t, cfg)
-	rn.state(t, true)
+	rn.State(t, true)
 
 	m.Emit(tag(epcA, -70), tag(epcB, -60), tag(epcC, -65), tag(marker, -30))
 	if got := epcs(rn.until(t, marker)); !slices.Equal(got, []string{epcB, epcC}) {
@@ -320,7 +279,7 @@ func TestMercuryPallet(t *testing.T) {
 	cfg := mercuryCfg(p)
 	cfg.DedupeWindow = 2 * time.Second
 	rn := start(t, cfg)
-	rn.state(t, true)
+	rn.State(t, true)
 
 	var pallet []testkit.MercuryTag
 	for i := range 200 {
@@ -359,7 +318,7 @@ func TestASCIIReader(t *testing.T) {
 		Port: p.Path(), Protocol: rfid.ProtocolASCII, Fields: []string{"epc", "antenna", "rssi"},
 		Separator: ",", MinRSSI: -65, DedupeWindow: time.Second,
 	})
-	rn.state(t, true)
+	rn.State(t, true)
 	lines := "READER V2.1 READY\r\n" + // banner: dropped, counted
 		"3074257bf7194e4000001a85,1,-52\r\n" +
 		"3074257BF7194E4000001A85,1,-53\r\n" + // repeat within the window
@@ -377,7 +336,7 @@ func TestASCIIReader(t *testing.T) {
 		{"3074257BF7194E4000001A88", dock.TagRead{Antenna: 3, RSSI: -65}},
 	}
 	for i, w := range want {
-		f := rn.frame(t)
+		f := rn.Frame(t)
 		if string(f.Data) != w.epc || f.Tag == nil || *f.Tag != w.tr {
 			t.Errorf("frame %d: %q %+v, want %s %+v", i, f.Data, f.Tag, w.epc, w.tr)
 		}
