@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dockd/dockd/internal/serverproc"
 )
 
 // MosquittoPath is where the Debian package mosquitto installs the broker.
@@ -104,7 +106,7 @@ type Mosquitto struct {
 	mu      sync.Mutex
 	port    int
 	tlsPort int // 0 without a TLS listener
-	proc    *serverProc
+	proc    *serverproc.Proc
 	paused  bool
 }
 
@@ -124,13 +126,13 @@ func StartMosquitto(t testing.TB, opts ...MosqOption) *Mosquitto {
 
 	var lastErr error
 	for attempt := 0; attempt < mosqBindRetries; attempt++ {
-		port, err := freeLoopbackPort()
+		port, err := serverproc.FreePort(systemBrokerPort)
 		if err != nil {
 			t.Fatalf("mosquitto: pick a free port: %v", err)
 		}
 		m.port = port
 		if m.cfg.tls != nil {
-			if m.tlsPort, err = freeLoopbackPort(); err != nil {
+			if m.tlsPort, err = serverproc.FreePort(systemBrokerPort); err != nil {
 				t.Fatalf("mosquitto: pick a free TLS port: %v", err)
 			}
 		}
@@ -140,7 +142,7 @@ func StartMosquitto(t testing.TB, opts ...MosqOption) *Mosquitto {
 		if lastErr = m.start(); lastErr == nil {
 			break
 		}
-		if !errors.Is(lastErr, errServerExited) {
+		if !errors.Is(lastErr, serverproc.ErrExited) {
 			break
 		}
 	}
@@ -192,7 +194,7 @@ func (m *Mosquitto) Running() bool {
 	return m.runningLocked()
 }
 
-func (m *Mosquitto) runningLocked() bool { return m.proc.running() }
+func (m *Mosquitto) runningLocked() bool { return m.proc.Running() }
 
 // Stop ends the broker with SIGTERM (a clean shutdown: mosquitto closes
 // client connections without publishing their wills) and waits for it to
@@ -205,7 +207,9 @@ func (m *Mosquitto) Stop() {
 		return
 	}
 	m.resumeLocked() // a SIGSTOPped process would not act on SIGTERM
-	m.proc.terminate(m.t, "mosquitto", mosqStopTimeout)
+	if m.proc.Terminate(mosqStopTimeout) {
+		m.t.Logf("mosquitto: no exit %v after SIGTERM; sent SIGKILL", mosqStopTimeout)
+	}
 }
 
 // Kill ends the broker with SIGKILL, as a crash or power loss would: no
@@ -217,7 +221,7 @@ func (m *Mosquitto) Kill() {
 	if !m.runningLocked() {
 		return
 	}
-	m.proc.kill()
+	m.proc.Kill()
 	m.paused = false
 }
 
@@ -240,7 +244,7 @@ func (m *Mosquitto) Start() {
 		if err == nil {
 			return
 		}
-		if !errors.Is(err, errServerExited) || time.Now().After(deadline) {
+		if !errors.Is(err, serverproc.ErrExited) || time.Now().After(deadline) {
 			m.dumpLog()
 			m.t.Fatalf("mosquitto: restart on 127.0.0.1:%d: %v", m.port, err)
 			return
@@ -258,7 +262,7 @@ func (m *Mosquitto) Pause() {
 	if !m.runningLocked() || m.paused {
 		return
 	}
-	if err := m.proc.signal(syscall.SIGSTOP); err != nil {
+	if err := m.proc.Signal(syscall.SIGSTOP); err != nil {
 		m.t.Errorf("mosquitto: SIGSTOP: %v", err)
 		return
 	}
@@ -277,7 +281,7 @@ func (m *Mosquitto) resumeLocked() {
 		m.paused = false
 		return
 	}
-	if err := m.proc.signal(syscall.SIGCONT); err != nil {
+	if err := m.proc.Signal(syscall.SIGCONT); err != nil {
 		m.t.Errorf("mosquitto: SIGCONT: %v", err)
 	}
 	m.paused = false
@@ -288,7 +292,7 @@ func (m *Mosquitto) start() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(m.port))
-	p, err := launchServer(m.bin, []string{"-c", m.conf}, m.dir, addr, mosqStartTimeout)
+	p, err := serverproc.Launch(m.bin, []string{"-c", m.conf}, m.dir, addr, mosqStartTimeout)
 	if err != nil {
 		return err
 	}
@@ -347,22 +351,3 @@ func (m *Mosquitto) writeConfig() error {
 }
 
 func (m *Mosquitto) dumpLog() { logTail(m.t, "mosquitto", m.logPath) }
-
-// freeLoopbackPort asks the kernel for an unused 127.0.0.1 port. Another
-// process may take it before mosquitto binds it; callers retry.
-func freeLoopbackPort() (int, error) {
-	for i := 0; i < 10; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("listen 127.0.0.1:0: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		if err := l.Close(); err != nil {
-			return 0, fmt.Errorf("close probe listener on %d: %w", port, err)
-		}
-		if port != systemBrokerPort {
-			return port, nil
-		}
-	}
-	return 0, errors.New("kernel keeps handing out the system broker's port")
-}

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dockd/dockd/internal/serverproc"
 )
 
 // NATSPath is where the Debian package nats-server installs the server.
@@ -56,7 +58,7 @@ type NATS struct {
 	mu       sync.Mutex
 	port     int // NATS client port
 	mqttPort int
-	proc     *serverProc
+	proc     *serverproc.Proc
 }
 
 // StartNATS starts a nats-server for t, returns once its MQTT port accepts
@@ -70,16 +72,16 @@ func StartNATS(t testing.TB) *NATS {
 	var lastErr error
 	for attempt := 0; attempt < mosqBindRetries; attempt++ {
 		var err error
-		if n.port, err = freePortAvoiding(systemNATSPort); err != nil {
+		if n.port, err = serverproc.FreePort(systemBrokerPort, systemNATSPort); err != nil {
 			t.Fatalf("nats: pick a free port: %v", err)
 		}
-		if n.mqttPort, err = freePortAvoiding(systemNATSPort); err != nil {
+		if n.mqttPort, err = serverproc.FreePort(systemBrokerPort, systemNATSPort); err != nil {
 			t.Fatalf("nats: pick a free MQTT port: %v", err)
 		}
 		if err := n.writeConfig(); err != nil {
 			t.Fatalf("nats: %v", err)
 		}
-		if lastErr = n.start(); lastErr == nil || !errors.Is(lastErr, errServerExited) {
+		if lastErr = n.start(); lastErr == nil || !errors.Is(lastErr, serverproc.ErrExited) {
 			break
 		}
 	}
@@ -123,7 +125,7 @@ func (n *NATS) Running() bool {
 	return n.runningLocked()
 }
 
-func (n *NATS) runningLocked() bool { return n.proc.running() }
+func (n *NATS) runningLocked() bool { return n.proc.Running() }
 
 // Stop ends the server with SIGTERM and waits (SIGKILL after 5 s). A no-op
 // when it is not running.
@@ -133,7 +135,9 @@ func (n *NATS) Stop() {
 	if !n.runningLocked() {
 		return
 	}
-	n.proc.terminate(n.t, "nats", mosqStopTimeout)
+	if n.proc.Terminate(mosqStopTimeout) {
+		n.t.Logf("nats: no exit %v after SIGTERM; sent SIGKILL", mosqStopTimeout)
+	}
 }
 
 // Kill ends the server with SIGKILL and waits for it to be reaped.
@@ -143,7 +147,7 @@ func (n *NATS) Kill() {
 	if !n.runningLocked() {
 		return
 	}
-	n.proc.kill()
+	n.proc.Kill()
 }
 
 // Start restarts a stopped or killed server on the same ports with the same
@@ -159,7 +163,7 @@ func (n *NATS) Start() {
 		if err == nil {
 			return
 		}
-		if !errors.Is(err, errServerExited) || time.Now().After(deadline) {
+		if !errors.Is(err, serverproc.ErrExited) || time.Now().After(deadline) {
 			n.dumpLog()
 			n.t.Fatalf("nats: restart: %v", err)
 		}
@@ -171,7 +175,7 @@ func (n *NATS) start() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.mqttPort))
-	p, err := launchServer(n.bin, []string{"-c", n.conf}, n.dir, addr, natsStartTimeout)
+	p, err := serverproc.Launch(n.bin, []string{"-c", n.conf}, n.dir, addr, natsStartTimeout)
 	if err != nil {
 		return err
 	}
@@ -202,18 +206,3 @@ mqtt {
 }
 
 func (n *NATS) dumpLog() { logTail(n.t, "nats", n.logPath) }
-
-// freePortAvoiding is freeLoopbackPort that also never returns avoid (and
-// never the MQTT system port).
-func freePortAvoiding(avoid int) (int, error) {
-	for i := 0; i < 10; i++ {
-		p, err := freeLoopbackPort()
-		if err != nil {
-			return 0, err
-		}
-		if p != avoid {
-			return p, nil
-		}
-	}
-	return 0, fmt.Errorf("kernel keeps handing out port %d", avoid)
-}

@@ -106,4 +106,3 @@ func (rn *ReaderRun) NoState(t testing.TB, why string) {
 	default:
 	}
 }
-
