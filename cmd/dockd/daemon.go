@@ -150,7 +150,7 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 	}
 	d.station = station.New(station.Config{
 		Site: cfg.Station.Site, Door: cfg.Station.Door, StationID: cfg.Station.ID, Direction: cfg.Station.Direction,
-		Policy: policyOf(cfg.Policy), ClockSynced: clockSynced, ListVersion: d.list.Version,
+		Policy: policyOf(cfg.Policy), ClockSynced: clockSynced,
 	}, dec, d.list, d.outbox(), d.light, log.With("part", "station"))
 
 	for _, rc := range cfg.Readers {

@@ -342,7 +342,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (rep Report, err erro
 		s := &sim{id: id, queue: q}
 		sims = append(sims, s)
 		s.station = station.New(station.Config{Site: site, Door: door, StationID: id, Direction: dock.Receiving,
-			Policy: custody.Policy{Warn: map[dock.Reason]bool{}}, ListVersion: list.Version},
+			Policy: custody.Policy{Warn: map[dock.Reason]bool{}}},
 			dec, list, outbox.Outbox{Q: q}, noLight{}, quiet.With("station", id))
 		base := "dockd/v1/" + site + "/" + door
 		will, _ := json.Marshal(map[string]string{"station": id, "state": "offline"})

@@ -356,6 +356,8 @@ func (sn *snapshot) Shipments(door string, dir dock.Direction) ([]custody.Shipme
 	return localShipments(sn.tx, door, dir, list)
 }
 
+func (sn *snapshot) Version() string { return sn.version }
+
 func (sn *snapshot) Counted(id string, line int) (int, error) {
 	return sn.s.counted(sn.cust, countKey(id, line))
 }

@@ -105,6 +105,8 @@ type Line struct {
 // custody state, as the rules read it. Implementations answer every call
 // of one Decide from the same snapshot. Errors are storage faults.
 type List interface {
+	// Version names the list version this snapshot is ("" when none).
+	Version() string
 	// Product reports whether gtin is on the list (any lot or serial of it,
 	// or the product itself).
 	Product(gtin string) (bool, error)

@@ -65,6 +65,8 @@ func (m memList) Shipments(door string, dir dock.Direction) ([]Shipment, error) 
 	return out, m.err
 }
 
+func (m memList) Version() string { return "mem" }
+
 func (m memList) Counted(id string, line int) (int, error) {
 	return m.counted[id+"/"+string(rune('0'+line))], m.err
 }

@@ -68,8 +68,6 @@ type Config struct {
 	Location *time.Location
 	// ClockSynced reports whether wall time is trustworthy (nil: assume yes).
 	ClockSynced func() bool
-	// ListVersion names the allowlist version decisions were made on.
-	ListVersion func() string
 }
 
 // Station runs the pipeline for one door. Its methods are safe for
@@ -193,6 +191,8 @@ func (s *Station) Process(ctx context.Context, f dock.Frame) (dock.CustodyEvent,
 }
 
 // decide builds the custody event for f with its decision (no Seq yet).
+// Everything taken from the allowlist (the version stamped on the event,
+// the rules' look-ups, the lot of a batch code) comes from one snapshot.
 func (s *Station) decide(f dock.Frame) dock.CustodyEvent {
 	now := s.cfg.Now()
 	s.mu.Lock()
@@ -206,22 +206,52 @@ func (s *Station) decide(f dock.Frame) dock.CustodyEvent {
 	if !utf8.Valid(f.Data) {
 		ev.RawHex = hex.EncodeToString(f.Data)
 	}
-	if s.cfg.ListVersion != nil {
-		ev.AllowlistVersion = s.cfg.ListVersion()
+	sc := s.read(f, &ev) // nil: a bad scan, ev.Decision says why
+	var item custody.Item
+	if sc != nil {
+		item = custody.Item{GTIN: ev.GTIN, Lot: ev.Lot, Serial: ev.Serial, SSCC: ev.SSCC, Expiry: ev.Expiry}
+		item.Qty, _ = sc.Count()
+		ev.Qty = item.Qty
+	}
+	at := custody.At{Door: s.cfg.Door, Direction: dir, Today: now.In(s.cfg.Location).Format("2006-01-02")}
+	err := s.list.View(func(l custody.List) error {
+		ev.AllowlistVersion = l.Version()
+		if sc == nil {
+			return nil
+		}
+		ev.Decision = custody.Decide(item, l, pol, at)
+		// A scanned AI 10 that is one of a lot's batch codes: the event
+		// names the lot (for recall traces) and keeps the batch.
+		if ev.GTIN != "" && ev.Lot != "" {
+			if lt, ok, _ := l.Lot(ev.GTIN, ev.Lot); ok && lt.Lot != ev.Lot {
+				ev.Batch, ev.Lot = ev.Lot, lt.Lot
+			}
+		}
+		return nil
+	})
+	if err != nil && sc != nil {
+		ev.Decision = dock.Decision{Verdict: dock.Reject, Reason: dock.ReasonStorageFault, Detail: "reading the allowlist: " + err.Error()}
+	}
+	return ev
+}
+
+// read decodes f into ev. It returns the scan, or nil when f is a bad scan
+// (a read error, line noise, a decode error), with ev's bad_scan decision
+// and error kind set.
+func (s *Station) read(f dock.Frame, ev *dock.CustodyEvent) *scan.Scan {
+	bad := func(kind, msg string) *scan.Scan {
+		ev.ErrorKind = kind
+		ev.Decision = custody.BadScan(kind, msg)
+		return nil
 	}
 	if f.Err != nil {
-		kind := "read_error"
 		if errors.Is(f.Err, dock.ErrFrameTooLong) {
-			kind = "too_long"
+			return bad("too_long", f.Err.Error())
 		}
-		ev.ErrorKind = kind
-		ev.Decision = custody.BadScan(kind, f.Err.Error())
-		return ev
+		return bad("read_error", f.Err.Error())
 	}
 	if msg := unreadable(f.Data); msg != "" {
-		ev.ErrorKind = string(scan.KindBadCharset)
-		ev.Decision = custody.BadScan(ev.ErrorKind, msg)
-		return ev
+		return bad(string(scan.KindBadCharset), msg)
 	}
 	var sc *scan.Scan
 	var err error
@@ -236,33 +266,13 @@ func (s *Station) decide(f dock.Frame) dock.CustodyEvent {
 		if errors.As(err, &se) {
 			kind = string(se.Kind)
 		}
-		ev.ErrorKind = kind
-		ev.Decision = custody.BadScan(kind, err.Error())
 		if sc != nil {
-			fillScan(&ev, sc)
+			fillScan(ev, sc)
 		}
-		return ev
+		return bad(kind, err.Error())
 	}
-	fillScan(&ev, sc)
-	item := custody.Item{GTIN: ev.GTIN, Lot: ev.Lot, Serial: ev.Serial, SSCC: ev.SSCC, Expiry: ev.Expiry}
-	item.Qty, _ = sc.Count()
-	ev.Qty = item.Qty
-	at := custody.At{Door: s.cfg.Door, Direction: dir, Today: now.In(s.cfg.Location).Format("2006-01-02")}
-	err = s.list.View(func(l custody.List) error {
-		ev.Decision = custody.Decide(item, l, pol, at)
-		// A scanned AI 10 that is one of a lot's batch codes: the event
-		// names the lot (for recall traces) and keeps the batch.
-		if ev.GTIN != "" && ev.Lot != "" {
-			if lt, ok, _ := l.Lot(ev.GTIN, ev.Lot); ok && lt.Lot != ev.Lot {
-				ev.Batch, ev.Lot = ev.Lot, lt.Lot
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		ev.Decision = dock.Decision{Verdict: dock.Reject, Reason: dock.ReasonStorageFault, Detail: "reading the allowlist: " + err.Error()}
-	}
-	return ev
+	fillScan(ev, sc)
+	return sc
 }
 
 // unreadable says what makes data line noise rather than a code: bytes
