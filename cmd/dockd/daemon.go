@@ -694,12 +694,18 @@ func (d *daemon) closeStores() {
 func (d *daemon) watch(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	heartbeat := time.NewTicker(d.cfg.MQTT.Heartbeat) // config: at least 1s
+	defer heartbeat.Stop()
 	var alarm, full bool
-	beat := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-heartbeat.C:
+			if d.up != nil {
+				d.publishStatus("online")
+			}
+			continue
 		case <-tick.C:
 		}
 		d.catchUpAcks()
@@ -714,9 +720,6 @@ func (d *daemon) watch(ctx context.Context) {
 		if st.Full != full {
 			full = st.Full
 			d.light.SetCondition(dock.ConditionBufferFull, full)
-		}
-		if beat++; beat%int(max(d.cfg.MQTT.Heartbeat/time.Second, 1)) == 0 && d.up != nil {
-			d.publishStatus("online")
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -227,5 +228,27 @@ func TestDemoStation(t *testing.T) {
 		if !strings.Contains(o, want) {
 			t.Fatalf("demo output lacks %q:\n%s", want, o)
 		}
+	}
+}
+
+// The retained status is republished every mqtt.heartbeat, with a growing
+// uptime, so central can tell a live station from a stale retained one.
+func TestStatusHeartbeat(t *testing.T) {
+	s := startStationWith(t, func(_, y string) string {
+		return strings.Replace(y, "  ack_timeout: 2s\n", "  ack_timeout: 2s\n  heartbeat: 1s\n", 1)
+	})
+	var uptimes []int64
+	s.sub.WaitFor(t, func(ms []testkit.Message) bool {
+		uptimes = uptimes[:0]
+		for _, m := range ms {
+			var st Status
+			if strings.HasSuffix(m.Topic, "/status") && json.Unmarshal(m.Payload, &st) == nil && st.State == "online" {
+				uptimes = append(uptimes, st.UptimeS)
+			}
+		}
+		return len(uptimes) >= 4
+	}, 10*time.Second)
+	if uptimes[len(uptimes)-1] <= uptimes[0] {
+		t.Fatalf("uptime does not grow across heartbeats: %v", uptimes)
 	}
 }
