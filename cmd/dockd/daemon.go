@@ -84,9 +84,10 @@ type daemon struct {
 // pipeline. On error everything opened so far is closed again.
 func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *daemon, err error) {
 	d = &daemon{cfg: cfg, log: log, started: time.Now(), opts: opts}
+	opened := d // the error returns below set d to nil
 	defer func() {
 		if err != nil {
-			d.closeStores()
+			opened.closeStores()
 		}
 	}()
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {

@@ -24,6 +24,7 @@ import (
 const demoBanner = `
 dockd demo station — site %s, door %s, %s
   light: virtual (lamp changes are logged)   broker: %s (embedded)   state: %s
+  status page: %s   (dockd simulate --url … and dockd light test --url … talk to it)
   allowlist: the sample list (firmware-config/sample-allowlist.csv)
 
 Type or paste a scan and press Enter. Try:
@@ -86,7 +87,6 @@ func cmdDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		defer out.Unlock()
 		fmt.Fprintf(stdout, format, a...)
 	}
-	printf(demoBanner, cfg.Station.Site, cfg.Station.Door, cfg.Station.Direction, cfg.MQTT.Broker, *stateDir)
 
 	delivered := make(chan struct{}, 1024)
 	watchDone := make(chan struct{})
@@ -122,6 +122,11 @@ func cmdDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err != nil {
 		return err
 	}
+	page := "off"
+	if d.pageLn != nil {
+		page = "http://" + d.pageLn.Addr().String() + "/"
+	}
+	printf(demoBanner, cfg.Station.Site, cfg.Station.Door, cfg.Station.Direction, cfg.MQTT.Broker, *stateDir, page)
 	d.station.Observe(func(ev dock.CustodyEvent) {
 		lamp := map[dock.Verdict]string{dock.Accept: "GREEN", dock.Warn: "AMBER", dock.Reject: "RED"}[ev.Verdict]
 		printf("\n>> %s  %s (%s) %s\n", lamp, strings.ToUpper(string(ev.Verdict)), ev.Reason, ev.Detail)

@@ -222,7 +222,7 @@ func TestDemoStation(t *testing.T) {
 		t.Fatalf("demo: %v\n%s", err, errb.String())
 	}
 	o := out.String()
-	for _, want := range []string{"GREEN  ACCEPT (ok)", "RED  REJECT (lot_recalled)", "central received event", `"lot": "LOT42"`, `"reason": "lot_recalled"`} {
+	for _, want := range []string{"status page: http://127.0.0.1:", "GREEN  ACCEPT (ok)", "RED  REJECT (lot_recalled)", "central received event", `"lot": "LOT42"`, `"reason": "lot_recalled"`} {
 		if !strings.Contains(o, want) {
 			t.Fatalf("demo output lacks %q:\n%s", want, o)
 		}

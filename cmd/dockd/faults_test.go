@@ -2,6 +2,11 @@ package main
 
 import (
 	"fmt"
+	"github.com/dockd/dockd/buffer"
+	"github.com/dockd/dockd/internal/allowlist"
+	"github.com/dockd/dockd/internal/testkit"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -127,4 +132,39 @@ func TestCorruptBufferAtStart(t *testing.T) {
 	if evs[0].Verdict != dock.Accept || evs[0].Serial != "after-corrupt" {
 		t.Fatalf("scan after recovery: %+v", evs[0])
 	}
+}
+
+// A station that cannot start (here: its status page port is taken) says
+// why and releases everything it had opened: the state files can be opened
+// again at once, by the next start or a technician's tool.
+func TestStartFailureReleasesState(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	importSample(t, dir)
+	pty := testkit.NewPTY(t)
+	y := strings.Replace(stationConfig(dir, pty.Path(), "", "virtual"), "status:\n  addr: 127.0.0.1:0\n", "status:\n  addr: "+taken.Addr().String()+"\n", 1)
+	path := filepath.Join(dir, "dockd.yaml")
+	os.WriteFile(path, []byte(y), 0o600)
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = openDaemon(cfg, slog.New(slog.DiscardHandler), daemonOptions{})
+	if err == nil || !strings.Contains(err.Error(), "status page: listening on "+taken.Addr().String()) {
+		t.Fatalf("start with a taken status port: %v", err)
+	}
+	q, err := buffer.Open(filepath.Join(dir, "buffer.db"), buffer.Options{})
+	if err != nil {
+		t.Fatalf("buffer still held after a failed start: %v", err)
+	}
+	q.Close()
+	l, err := allowlist.Open(filepath.Join(dir, "allowlist.db"))
+	if err != nil {
+		t.Fatalf("allowlist still held after a failed start: %v", err)
+	}
+	l.Close()
 }
