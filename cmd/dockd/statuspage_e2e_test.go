@@ -122,7 +122,13 @@ func TestStatusPageEndToEnd(t *testing.T) {
 	// 1. A scan through the serial line shows in the JSON status.
 	s.write(gs1Scan("LOT42", "E2E1"))
 	s.waitDecisions(1, 10*time.Second)
-	snap := getStatus(t, base)
+	// The page's source observes the station after the test's own observer
+	// has seen the decision: wait until it has recorded the scan too.
+	var snap statuspage.Snapshot
+	waitUntil(t, 5*time.Second, "the scan on the status page", func() bool {
+		snap = getStatus(t, base)
+		return len(snap.Readers) == 1 && !snap.Readers[0].LastScan.IsZero()
+	})
 	if len(snap.Recent) != 1 || snap.Recent[0].Lot != "LOT42" || snap.Recent[0].Verdict != dock.Accept || snap.Recent[0].Seq == 0 {
 		t.Fatalf("recent scans %+v", snap.Recent)
 	}
@@ -141,8 +147,12 @@ func TestStatusPageEndToEnd(t *testing.T) {
 		t.Fatalf("the daemon's /metrics lacks the accepted scan:\n%s", m)
 	}
 
-	// 2. Metrics on /metrics.
-	metrics := httpGet(t, base+"/metrics")
+	// 2. Metrics on /metrics (counted by an observer of its own, like the page).
+	var metrics string
+	waitUntil(t, 5*time.Second, "the scan counted in /metrics", func() bool {
+		metrics = httpGet(t, base+"/metrics")
+		return strings.Contains(metrics, `dockd_scans_total{decision="accept",reason="ok"} 1`)
+	})
 	for _, want := range []string{
 		`dockd_scans_total{decision="accept",reason="ok"} 1`,
 		`dockd_reader_up{reader="scanner-1"} 1`,
