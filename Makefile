@@ -25,6 +25,7 @@ test: test-deps lint unit fuzz
 
 test-deps:
 	@scripts/ensure-mosquitto.sh
+	@scripts/ensure-postgres.sh
 	@scripts/ensure-chromium.sh
 
 unit:
