@@ -7,6 +7,7 @@
 //	dockd decode [--rfid]                      decode scans from stdin, one JSON line each
 //	dockd allowlist import|export|stats|lookup manage the local allowlist
 //	dockd buffer stats|peek|export|import      inspect and carry the event backlog
+//	dockd collect run|trace                    central: events into PostgreSQL, receipts back
 //	dockd version
 package main
 
@@ -69,6 +70,7 @@ Usage:
   dockd allowlist import|export|stats|lookup ...
   dockd trace --lot L | --serial S | --sscc X   what crossed this door, when, which way, with what decision
   dockd buffer stats|peek|export|import ...
+  dockd collect run|trace ...        central's collector: events into PostgreSQL, receipts to stations, traces
   dockd version
 `
 
@@ -102,6 +104,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdAllowlist(ctx, rest, stdout, stderr)
 	case "buffer":
 		return cmdBuffer(ctx, rest, stdin, stdout, stderr)
+	case "collect":
+		return cmdCollect(ctx, rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "dockd", version)
 		return nil

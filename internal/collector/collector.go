@@ -90,10 +90,18 @@ type Collector struct {
 	queue chan *item
 	stats Stats
 
+	subscribed     chan struct{} // closed at the first SUBACK
+	subscribedOnce sync.Once
+
 	mu      sync.Mutex
 	cli     mqtt.Client
 	dbState string // "" unknown, "ok", or the reason it is unavailable
 }
+
+// Subscribed is closed once the collector's first subscription was
+// acknowledged by the broker (migrations are done by then): from that
+// moment the broker keeps events for it, even while it is away.
+func (c *Collector) Subscribed() <-chan struct{} { return c.subscribed }
 
 // New checks cfg and returns a collector that has not started.
 func New(cfg Config) (*Collector, error) {
@@ -137,7 +145,7 @@ func New(cfg Config) (*Collector, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Collector{cfg: cfg, log: cfg.Logger.With("collector", cfg.Name), queue: make(chan *item, cfg.QueueSize)}, nil
+	return &Collector{cfg: cfg, log: cfg.Logger.With("collector", cfg.Name), queue: make(chan *item, cfg.QueueSize), subscribed: make(chan struct{})}, nil
 }
 
 // Stats returns the collector's running totals.
@@ -244,6 +252,7 @@ func (c *Collector) onConnect(cli mqtt.Client) {
 			return
 		}
 		c.log.Info("collector: subscribed", "filter", c.Filter())
+		c.subscribedOnce.Do(func() { close(c.subscribed) })
 	}()
 }
 
