@@ -286,43 +286,15 @@ WHERE station = ANY($1::text[]) ORDER BY station FOR UPDATE`, names)
 		}
 	}
 
-	// Which records are stored already (a redelivery) or conflict.
+	// Copies within the batch, and records arriving on another door's
+	// topic, are settled before the insert.
 	type key struct {
 		station string
 		seq     uint64
 	}
-	byID := map[string]key{}
-	byKey := map[key]string{}
-	if len(recs) > 0 {
-		ids := make([]string, len(recs))
-		sts := make([]string, len(recs))
-		seqs := make([]int64, len(recs))
-		for i, r := range recs {
-			ids[i], sts[i], seqs[i] = r.ID, r.Station, int64(r.Seq)
-		}
-		rows, err := tx.Query(ctx, `SELECT id::text, station, seq FROM events WHERE id = ANY($1::uuid[])
-UNION
-SELECT e.id::text, e.station, e.seq FROM events e JOIN unnest($2::text[], $3::bigint[]) AS u(station, seq)
-  ON e.station = u.station AND e.seq = u.seq`, ids, sts, seqs)
-		if err != nil {
-			return res, fmt.Errorf("look up stored events: %w", err)
-		}
-		for rows.Next() {
-			var id, st string
-			var seq int64
-			if err := rows.Scan(&id, &st, &seq); err != nil {
-				rows.Close()
-				return res, fmt.Errorf("look up stored events: %w", err)
-			}
-			k := key{st, uint64(seq)}
-			byID[id], byKey[k] = k, id
-		}
-		if err := rows.Err(); err != nil {
-			return res, fmt.Errorf("look up stored events: %w", err)
-		}
-	}
-
-	var ins []*Record
+	seenID := map[string]key{}
+	seenKey := map[key]string{}
+	var cand []*Record
 	for _, r := range recs {
 		s := stations[r.Station]
 		k := key{r.Station, r.Seq}
@@ -333,7 +305,7 @@ SELECT e.id::text, e.station, e.seq FROM events e JOIN unnest($2::text[], $3::bi
 			dead = append(dead, deadLetter{r.Topic, fmt.Sprintf("station %q is registered at %s/%s, not %s/%s", r.Station, s.site, s.door, r.Site, r.Door), r.Payload})
 			continue
 		}
-		if got, ok := byID[r.ID]; ok {
+		if got, ok := seenID[r.ID]; ok {
 			if got == k {
 				res.Duplicates++
 				s.touched = true
@@ -342,21 +314,21 @@ SELECT e.id::text, e.station, e.seq FROM events e JOIN unnest($2::text[], $3::bi
 			dead = append(dead, deadLetter{r.Topic, fmt.Sprintf("id %s is already stored as station %q seq %d", r.ID, got.station, got.seq), r.Payload})
 			continue
 		}
-		if id, ok := byKey[k]; ok {
+		if id, ok := seenKey[k]; ok {
 			dead = append(dead, deadLetter{r.Topic, fmt.Sprintf("station %q seq %d is already stored with id %s", r.Station, r.Seq, id), r.Payload})
 			continue
 		}
-		byID[r.ID], byKey[k] = k, r.ID // later copies in this batch are duplicates or conflicts
-		ins = append(ins, r)
-		s.touched = true
-		s.prog.Fill(r.Seq, r.Seq)
-		if r.Kind == KindGap {
-			s.prog.Fill(r.GapFrom, r.GapTo)
-		}
+		seenID[r.ID], seenKey[k] = k, r.ID
+		cand = append(cand, r)
 	}
 
-	if len(ins) > 0 {
-		n := len(ins)
+	// Insert every candidate; the server skips those whose id or (station,
+	// seq) is stored already, and RETURNING says which went in. Only the
+	// skipped ones (redeliveries, conflicts) are looked up afterwards, so
+	// the common path is one statement.
+	inserted := map[string]bool{}
+	if len(cand) > 0 {
+		n := len(cand)
 		var (
 			ids, sts, sites, doors, schemas, kinds            = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 			seqs                                              = make([]int64, n)
@@ -374,7 +346,7 @@ SELECT e.id::text, e.station, e.seq FROM events e JOIN unnest($2::text[], $3::bi
 			}
 			return &s
 		}
-		for i, r := range ins {
+		for i, r := range cand {
 			ids[i], sts[i], sites[i], doors[i], schemas[i], kinds[i] = r.ID, r.Station, r.Site, r.Door, r.Schema, r.Kind
 			seqs[i], times[i], colls[i] = int64(r.Seq), r.Time, collector
 			dirs[i], verdicts[i], reasons[i] = opt(r.Direction), opt(r.Decision), opt(r.Reason)
@@ -394,7 +366,7 @@ SELECT e.id::text, e.station, e.seq FROM events e JOIN unnest($2::text[], $3::bi
 				raws[i] = r.Payload
 			}
 		}
-		tag, err := tx.Exec(ctx, `INSERT INTO events (id, station, seq, site, door, schema, kind, time, direction, verdict, reason,
+		rows, err := tx.Query(ctx, `INSERT INTO events (id, station, seq, site, door, schema, kind, time, direction, verdict, reason,
   gtin, lot, serial, sscc, qty, gap_from, gap_to, doc, raw, collector)
 SELECT u.id::uuid, u.station, u.seq, u.site, u.door, u.schema, u.kind, u.time, u.direction, u.verdict, u.reason,
   u.gtin, u.lot, u.serial, u.sscc, u.qty, u.gap_from, u.gap_to, u.doc::jsonb, u.raw, u.collector
@@ -403,17 +375,87 @@ FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::te
   $18::bigint[], $19::text[], $20::bytea[], $21::text[])
   AS u(id, station, seq, site, door, schema, kind, time, direction, verdict, reason, gtin, lot, serial, sscc, qty,
        gap_from, gap_to, doc, raw, collector)
-ON CONFLICT DO NOTHING`,
+ON CONFLICT DO NOTHING
+RETURNING id::text`,
 			ids, sts, seqs, sites, doors, schemas, kinds, times, dirs, verdicts, reasons, gtins, lots, sers, ssccs, qtys, gfrom, gto, docs, raws, colls)
 		if err != nil {
 			return res, fmt.Errorf("insert %d events: %w", n, err)
 		}
-		if int(tag.RowsAffected()) != n {
-			// Another collector stored one of these ids (for another
-			// station) after the look-up: retry, the look-up will see it.
-			return res, fmt.Errorf("%w: inserted %d of %d events (a concurrent writer stored some)", ErrUnavailable, tag.RowsAffected(), n)
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return res, fmt.Errorf("insert %d events: %w", n, err)
+			}
+			inserted[id] = true
 		}
-		res.Inserted = n
+		if err := rows.Err(); err != nil {
+			return res, fmt.Errorf("insert %d events: %w", n, err)
+		}
+	}
+
+	var rest []*Record
+	for _, r := range cand {
+		if inserted[r.ID] {
+			res.Inserted++
+			s := stations[r.Station]
+			s.touched = true
+			s.prog.Fill(r.Seq, r.Seq)
+			if r.Kind == KindGap {
+				s.prog.Fill(r.GapFrom, r.GapTo)
+			}
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	if len(rest) > 0 {
+		byID := map[string]key{}
+		byKey := map[key]string{}
+		ids := make([]string, len(rest))
+		sts := make([]string, len(rest))
+		seqs := make([]int64, len(rest))
+		for i, r := range rest {
+			ids[i], sts[i], seqs[i] = r.ID, r.Station, int64(r.Seq)
+		}
+		rows, err := tx.Query(ctx, `SELECT id::text, station, seq FROM events WHERE id = ANY($1::uuid[])
+UNION
+SELECT e.id::text, e.station, e.seq FROM unnest($2::text[], $3::bigint[]) AS u(station, seq)
+  CROSS JOIN LATERAL (SELECT id, station, seq FROM events WHERE station = u.station AND seq = u.seq) AS e`, ids, sts, seqs)
+		if err != nil {
+			return res, fmt.Errorf("look up stored events: %w", err)
+		}
+		for rows.Next() {
+			var id, st string
+			var seq int64
+			if err := rows.Scan(&id, &st, &seq); err != nil {
+				rows.Close()
+				return res, fmt.Errorf("look up stored events: %w", err)
+			}
+			k := key{st, uint64(seq)}
+			byID[id], byKey[k] = k, id
+		}
+		if err := rows.Err(); err != nil {
+			return res, fmt.Errorf("look up stored events: %w", err)
+		}
+		for _, r := range rest {
+			k := key{r.Station, r.Seq}
+			if got, ok := byID[r.ID]; ok {
+				if got == k {
+					res.Duplicates++
+					stations[r.Station].touched = true
+					continue
+				}
+				dead = append(dead, deadLetter{r.Topic, fmt.Sprintf("id %s is already stored as station %q seq %d", r.ID, got.station, got.seq), r.Payload})
+				continue
+			}
+			if id, ok := byKey[k]; ok {
+				dead = append(dead, deadLetter{r.Topic, fmt.Sprintf("station %q seq %d is already stored with id %s", r.Station, r.Seq, id), r.Payload})
+				continue
+			}
+			// Skipped by the server, yet not found: a concurrent writer's
+			// row we cannot see yet. Retry the batch.
+			return res, fmt.Errorf("%w: event %s was neither inserted nor found stored", ErrUnavailable, r.ID)
+		}
 	}
 
 	// Progress: stations, then their holes.
