@@ -162,10 +162,15 @@ func (c *Collector) ClientID() string {
 	return id
 }
 
-// Filter is the subscription: PREFIX/+/+/events, through the $share group
-// with Config.Share.
-func (c *Collector) Filter() string {
-	f := c.cfg.Prefix + "/+/+/events"
+// Filter is the events subscription: PREFIX/+/+/events, through the
+// $share group with Config.Share.
+func (c *Collector) Filter() string { return c.filter("events") }
+
+// ProbeFilter is the receipt-probe subscription: PREFIX/+/+/receipt-probe.
+func (c *Collector) ProbeFilter() string { return c.filter("receipt-probe") }
+
+func (c *Collector) filter(level string) string {
+	f := c.cfg.Prefix + "/+/+/" + level
 	if c.cfg.Share {
 		f = "$share/" + c.cfg.ShareGroup + "/" + f
 	}
@@ -245,13 +250,13 @@ func (c *Collector) onConnect(cli mqtt.Client) {
 	// (or Mosquitto forgetting $share subscriptions) the session is new.
 	// The handler is the default publish handler, so messages the broker
 	// redelivers before the SUBACK are not missed.
-	tok := cli.Subscribe(c.Filter(), 1, nil)
+	tok := cli.SubscribeMultiple(map[string]byte{c.Filter(): 1, c.ProbeFilter(): 1}, nil)
 	go func() {
 		if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
 			c.log.Error("collector: subscribe failed; events wait at the broker", "filter", c.Filter(), "err", tok.Error())
 			return
 		}
-		c.log.Info("collector: subscribed", "filter", c.Filter())
+		c.log.Info("collector: subscribed", "filter", c.Filter(), "probe_filter", c.ProbeFilter())
 		c.subscribedOnce.Do(func() { close(c.subscribed) })
 	}()
 }
@@ -263,7 +268,18 @@ func (c *Collector) handler(ctx context.Context) mqtt.MessageHandler {
 	return func(_ mqtt.Client, m mqtt.Message) {
 		it := &item{topic: m.Topic(), payload: m.Payload(), ack: m.Ack}
 		c.stats.Received.Add(1)
-		if !c.mine(m.Topic()) {
+		if _, _, isProbe := SplitProbeTopic(c.cfg.Prefix, m.Topic()); isProbe {
+			p, err := ParseProbe(c.cfg.Prefix, m.Topic(), m.Payload())
+			switch {
+			case !c.mine(strings.TrimSuffix(m.Topic(), "receipt-probe") + "events"):
+				it.skip = true
+			case err != nil:
+				c.log.Warn("collector: ignoring a bad receipt probe", "topic", m.Topic(), "err", err)
+				it.skip = true
+			default:
+				it.probe = &p
+			}
+		} else if !c.mine(m.Topic()) {
 			it.skip = true
 		} else if rec, err := Parse(c.cfg.Prefix, m.Topic(), m.Payload()); err != nil {
 			var pe *PayloadError
@@ -345,7 +361,31 @@ func (c *Collector) write(ctx context.Context, pool *pgxpool.Pool) {
 		c.stats.Duplicates.Add(int64(res.Duplicates))
 		c.stats.DeadLetters.Add(int64(res.DeadLetters))
 		c.publishReceipts(res.Receipts)
+		c.answerProbes(ctx, pool, batch)
 	}
+}
+
+// answerProbes publishes one receipt per receipt probe in batch (already
+// acknowledged: a probe is a question, not data; an unanswered one is
+// simply asked again by its sender).
+func (c *Collector) answerProbes(ctx context.Context, pool *pgxpool.Pool, batch []*item) {
+	var probes []*Probe
+	for _, it := range batch {
+		if it.probe != nil {
+			probes = append(probes, it.probe)
+		}
+	}
+	if len(probes) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 4*time.Second)
+	defer cancel()
+	rs, err := probeAnswers(ctx, pool, probes)
+	if err != nil {
+		c.log.Warn("collector: cannot answer receipt probes", "probes", len(probes), "err", err)
+		return
+	}
+	c.publishReceipts(rs)
 }
 
 func (c *Collector) hook(p Point) {

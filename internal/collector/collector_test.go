@@ -431,3 +431,53 @@ func TestCollectBrokerKillWithPersistence(t *testing.T) {
 	}
 	assertExactlyOnce(t, pg, stations, n)
 }
+
+// TestCollectAnswersReceiptProbe: a dockd.receipt-probe/1 (dockd doctor's
+// round-trip check) gets one ordinary receipt with what central can
+// confirm now — 0 for a station it never stored anything of, or asked
+// from another door's topic — and nothing is stored for it.
+func TestCollectAnswersReceiptProbe(t *testing.T) {
+	mq := testkit.StartMosquitto(t)
+	pg := testkit.StartPostgres(t)
+	runCollector(t, Config{Brokers: []string{mq.URL()}, DB: pg.DSN()})
+	pub := newPublisher(t, mq.URL())
+	f := newFake("pr", "d1")
+	sub := testkit.NewSubscriber(t, mq.URL(), "dockd/v1/+/+/receipts")
+	probe := func(site, door string) []byte {
+		b := []byte(fmt.Sprintf(`{"schema":"dockd.receipt-probe/1","station":%q,"id":"p-%s","time":"2026-01-01T00:00:00Z"}`, f.station, uuid()[:8]))
+		pub.publish("dockd/v1/"+site+"/"+door+"/receipt-probe", b)
+		return b
+	}
+	answer := func(n int, topic string) uint64 {
+		t.Helper()
+		msgs := sub.WaitCount(t, n, 10*time.Second)
+		m := msgs[n-1]
+		checkReceipt(t, m.Payload)
+		var rc Receipt
+		_ = json.Unmarshal(m.Payload, &rc)
+		if m.Topic != topic || rc.Station != f.station {
+			t.Fatalf("probe answer %s on %s", m.Payload, m.Topic)
+		}
+		return rc.Upto
+	}
+	probe(f.site, f.door)
+	if u := answer(1, "dockd/v1/pr/d1/receipts"); u != 0 {
+		t.Fatalf("probe for an unknown station: upto %d, want 0", u)
+	}
+	for seq := uint64(1); seq <= 3; seq++ {
+		pub.publish(f.topic(), f.event(seq))
+	}
+	sub.WaitFor(t, func(ms []testkit.Message) bool { return strings.Contains(string(ms[len(ms)-1].Payload), `"upto":3`) }, 10*time.Second)
+	n := len(sub.Messages())
+	probe(f.site, f.door)
+	if u := answer(n+1, "dockd/v1/pr/d1/receipts"); u != 3 {
+		t.Fatalf("probe after 3 events: upto %d, want 3", u)
+	}
+	probe(f.site, "elsewhere")
+	if u := answer(n+2, "dockd/v1/pr/elsewhere/receipts"); u != 0 {
+		t.Fatalf("probe from another door's topic: upto %d, want 0", u)
+	}
+	if got := pg.QueryInt(`SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM dead_letter)`); got != 3 {
+		t.Fatalf("%d rows stored, want the 3 events only", got)
+	}
+}

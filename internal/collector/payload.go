@@ -19,6 +19,7 @@ const (
 	SchemaOperatorEvent = "dockd.operator-event/1"
 	SchemaSeqGap        = "dockd.seq-gap/1"
 	SchemaReceipt       = "dockd.receipt/1"
+	SchemaReceiptProbe  = "dockd.receipt-probe/1"
 )
 
 // Record kinds, the events table's kind column.
@@ -247,4 +248,44 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n] + "…"
+}
+
+// Probe is a dockd.receipt-probe/1 (sent by `dockd doctor` on
+// PREFIX/SITE/DOOR/receipt-probe): central answers it with one ordinary
+// receipt for Station and stores nothing.
+type Probe struct {
+	Station, Site, Door, ID string
+}
+
+// SplitProbeTopic returns the site and door of PREFIX/SITE/DOOR/receipt-probe.
+func SplitProbeTopic(prefix, topic string) (site, door string, ok bool) {
+	rest, found := strings.CutPrefix(topic, prefix+"/")
+	if !found {
+		return "", "", false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 || parts[2] != "receipt-probe" || !nameRe.MatchString(parts[0]) || !nameRe.MatchString(parts[1]) {
+		return "", "", false
+	}
+	return parts[0], parts[1], true
+}
+
+// ParseProbe validates a receipt probe. Errors wrap ErrBadPayload.
+func ParseProbe(prefix, topic string, payload []byte) (Probe, error) {
+	site, door, ok := SplitProbeTopic(prefix, topic)
+	if !ok {
+		return Probe{}, bad("topic %q is not %s/SITE/DOOR/receipt-probe", topic, prefix)
+	}
+	var w struct {
+		Schema  string `json:"schema"`
+		Station string `json:"station"`
+		ID      string `json:"id"`
+	}
+	if len(payload) > 4096 || json.Unmarshal(payload, &w) != nil || w.Schema != SchemaReceiptProbe {
+		return Probe{}, bad("not a %s", SchemaReceiptProbe)
+	}
+	if w.Station == "" || len(w.Station) > 200 || len(w.ID) > 64 {
+		return Probe{}, bad("%s: station must be 1..200 bytes, id at most 64", SchemaReceiptProbe)
+	}
+	return Probe{Station: w.Station, Site: site, Door: door, ID: w.ID}, nil
 }

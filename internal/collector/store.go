@@ -165,6 +165,7 @@ type item struct {
 	payload []byte
 	bad     string
 	skip    bool
+	probe   *Probe // a receipt probe: answered after the batch, never stored
 	ack     func()
 }
 
@@ -218,7 +219,7 @@ func writeTx(ctx context.Context, tx pgx.Tx, collector string, items []*item, ra
 	var recs []*Record
 	for _, it := range items {
 		switch {
-		case it.skip:
+		case it.skip, it.probe != nil:
 		case it.bad != "":
 			dead = append(dead, deadLetter{it.topic, it.bad, it.payload})
 		default:
@@ -530,4 +531,43 @@ func validText(s string) string {
 		b = append(b, r)
 	}
 	return string(b)
+}
+
+// probeAnswers returns, for each probe, the receipt to answer it with: the
+// station's upto when the station is registered at the probe's site/door,
+// else 0 (nothing of it can be confirmed there).
+func probeAnswers(ctx context.Context, db *pgxpool.Pool, probes []*Probe) ([]stationReceipt, error) {
+	names := make([]string, len(probes))
+	for i, p := range probes {
+		names[i] = p.Station
+	}
+	rows, err := db.Query(ctx, `SELECT station, site, door, upto FROM stations WHERE station = ANY($1::text[])`, names)
+	if err != nil {
+		return nil, classify(err)
+	}
+	type row struct {
+		site, door string
+		upto       int64
+	}
+	got := map[string]row{}
+	for rows.Next() {
+		var name string
+		var r row
+		if err := rows.Scan(&name, &r.site, &r.door, &r.upto); err != nil {
+			rows.Close()
+			return nil, classify(err)
+		}
+		got[name] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(err)
+	}
+	out := make([]stationReceipt, len(probes))
+	for i, p := range probes {
+		out[i] = stationReceipt{Station: p.Station, Site: p.Site, Door: p.Door}
+		if r, ok := got[p.Station]; ok && r.site == p.Site && r.door == p.Door {
+			out[i].Upto = uint64(r.upto)
+		}
+	}
+	return out, nil
 }
