@@ -62,4 +62,4 @@
 // always errors.
 package scan
 
-//go:generate go run ./internal/aigen/cmd/aigen -out ai_table_gen.go
+//go:generate go run ./internal/aigen/cmd/aigen -out ai_table_gen.go -codes-out codes_gen.go
