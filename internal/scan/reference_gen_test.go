@@ -319,7 +319,42 @@ func generateReferenceCases(r *rand.Rand) []refCase {
 		add("pairing", elementString(append(append([]AI(nil), msg...), msg[0])))
 	}
 	cs = append(cs, codeListCases()...)
-	cs = append(cs, digitalLinkCases(r)...)
+	dl := digitalLinkCases(r)
+	cs = append(cs, dl...)
+	// The same element strings under the other GS1 symbology identifiers,
+	// and non-GS1 identifiers (plain data for both sides).
+	for i, in := range valid {
+		if i%4 != 0 {
+			continue
+		}
+		aim := []string{"]d2", "]Q3", "]e0", "]J1", "]C0", "]d1", "]Q1", "]A0", "]X9"}[r.Intn(9)]
+		add("symbology", aim+in[3:])
+	}
+	for _, e := range []string{"]E04006381333931", "]E04006381333932", "]E0400638133393", "]E0400638133393A", "]E409638507", "]E496385074", "]E496385075", "]E00012345678905",
+		"]E4963850741", "]E0040063813339", "]E00400638133393", "]E2" + "12"} {
+		add("symbology", e)
+	}
+	// Random byte mutations of Digital Link URIs.
+	const uriAlphabet = "0123456789AZaz-._~:/?#[]@!$&'()*+,;=% \x00"
+	for i := 0; i < 1500; i++ {
+		in := []byte(dl[r.Intn(len(dl))].in)
+		for k := 0; k <= r.Intn(2); k++ {
+			p := 11 + r.Intn(max(1, len(in)-11))
+			switch r.Intn(3) {
+			case 0:
+				if p < len(in) {
+					in[p] = uriAlphabet[r.Intn(len(uriAlphabet))]
+				}
+			case 1:
+				if p < len(in) {
+					in = append(in[:p], in[p+1:]...)
+				}
+			default:
+				in = append(in[:p], append([]byte{uriAlphabet[r.Intn(len(uriAlphabet))]}, in[p:]...)...)
+			}
+		}
+		add("dl_random", string(in))
+	}
 	// Random byte mutations of valid messages.
 	const alphabet = "0123456789ABCZaz-/.%|^ \x1d()=+#"
 	for i := 0; i < 2500; i++ {
