@@ -204,7 +204,7 @@ func (d *Decoder) decode(s *Scan) *Error {
 		s.AIM, s.Symbology, s.Data = in[:3], info.name, in[3:]
 		switch {
 		case info.gs1:
-			if strings.HasPrefix(s.Data, "\x1d") {
+			if strings.HasPrefix(s.Data, "\x1d") && strings.IndexByte(s.Data, '^') < 0 {
 				// The identifier already stands for FNC1 in first position;
 				// a GS here is an empty element.
 				return elementError(KindMissingSeparator, "", 3, "GS directly after the symbology identifier "+s.AIM+": FNC1 in first position is implied by it and is not transmitted")

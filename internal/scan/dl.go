@@ -238,13 +238,21 @@ func (d *Decoder) parseDigitalLink(uri string, base int, p *parsed) (isDL bool, 
 
 func isDigitsOrEmpty(s string) bool { return s == "" || isDigits(s) }
 
-// dlLength checks a Digital Link value's length against its AI.
+// dlLength checks a Digital Link value's length against its AI, and refuses
+// a caret (the reference checks both before any content check).
 func dlLength(it dlItem) *Error {
 	if min := it.e.minLen(); len(it.v) < min {
 		return elementError(KindBadLength, it.e.ai, it.valOff, "value shorter than "+itoa(min)+" characters")
 	}
 	if max := it.e.maxLen(); len(it.v) > max {
 		return elementError(KindBadLength, it.e.ai, it.valOff, "value longer than "+itoa(max)+" characters")
+	}
+	if i := strings.IndexByte(it.v, '^'); i >= 0 {
+		off := it.valOff
+		if it.exact {
+			off += i
+		}
+		return elementError(KindBadCharset, it.e.ai, off, "caret '^' is not valid in GS1 data")
 	}
 	return nil
 }

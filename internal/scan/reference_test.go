@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -332,7 +333,20 @@ func agree(ref, got refOutcome) bool {
 
 func TestReferenceDifferential(t *testing.T) {
 	bin := buildReference(t)
-	cases := generateReferenceCases(rand.New(rand.NewSource(15)))
+	// DOCKD_GS1REF_SEED (default 15) and DOCKD_GS1REF_ROUNDS (default 1:
+	// one generated set, about 16,000 cases) allow longer local runs.
+	seed, rounds := int64(15), 1
+	if v, err := strconv.ParseInt(os.Getenv("DOCKD_GS1REF_SEED"), 10, 64); err == nil {
+		seed = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("DOCKD_GS1REF_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	var cases []refCase
+	for i := 0; i < rounds; i++ {
+		cases = append(cases, generateReferenceCases(rand.New(rand.NewSource(seed+int64(i))))...)
+	}
+	t.Logf("seed %d, %d round(s)", seed, rounds)
 	inputs := make([]string, len(cases))
 	for i, c := range cases {
 		inputs[i] = c.in
