@@ -37,8 +37,8 @@ type Config struct {
 	// lenient relaxes exactly these rules, all else staying strict:
 	//   1. the scheme is matched case-insensitively (RFC 3986), so
 	//      "Https://" is a Digital Link candidate too;
-	//   2. a URI with no path segment or query key of 2-4 digits is an
-	//      ordinary web link and a plain scan, not a bad_uri error;
+	//   2. a URI with no path segment or query key made only of digits is
+	//      an ordinary web link and a plain scan, not a bad_uri error;
 	//   3. a zero-suppressed GTIN-8, -12 or -13 in /01/ (or ?01=) is
 	//      padded to 14 digits instead of refused as too short;
 	//   4. one trailing '/' after the last path value is ignored.

@@ -41,23 +41,22 @@ func (d *Decoder) schemeLen(s string) int {
 	return 0
 }
 
-// looksLikeDL reports whether a URI carries anything that reads as GS1
-// data: a path segment or query key of 2 to 4 digits. In lenient mode a URI
-// without one is an ordinary web link and a plain scan.
+// looksLikeDL reports whether a URI carries anything that could be GS1
+// data: a path segment or query key made only of digits (an AI, or a key
+// value such as /gtin/09506000134352). In lenient mode a URI without one is
+// an ordinary web link and a plain scan.
 func looksLikeDL(uri string) bool {
-	aiLike := func(s string) bool { return len(s) >= 2 && len(s) <= 4 && isDigits(s) }
 	if i := strings.IndexByte(uri, '#'); i >= 0 {
 		uri = uri[:i]
 	}
 	path, query, _ := strings.Cut(uri, "?")
 	for _, seg := range strings.Split(path, "/") {
-		if aiLike(seg) {
+		if isDigits(seg) {
 			return true
 		}
 	}
 	for _, kv := range strings.Split(query, "&") {
-		k, _, _ := strings.Cut(kv, "=")
-		if aiLike(k) {
+		if k, _, _ := strings.Cut(kv, "="); isDigits(k) {
 			return true
 		}
 	}
