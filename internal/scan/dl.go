@@ -198,11 +198,12 @@ func (d *Decoder) parseDigitalLink(uri string, base int, p *parsed) (isDL bool, 
 	}
 	// Key qualifiers in the path must follow one of the key's sequences.
 	pk := items[0].e
-	pathAIs := make([]string, 0, nPath)
-	for _, it := range items[:nPath] {
-		pathAIs = append(pathAIs, it.e.ai)
+	var qualBuf [12]string
+	quals := qualBuf[:0]
+	for _, it := range items[1:nPath] {
+		quals = append(quals, it.e.ai)
 	}
-	if !validQualifiers(pk, pathAIs[1:]) {
+	if !validQualifiers(pk, quals) {
 		return bad(pk.ai, items[0].aiOff, "key qualifiers after /"+pk.ai+"/ are not allowed or not in the order "+describeQual(pk.dlQual))
 	}
 	for i := range items {
@@ -216,8 +217,9 @@ func (d *Decoder) parseDigitalLink(uri string, base int, p *parsed) (isDL bool, 
 		if !it.e.dlAttr {
 			return bad(it.e.ai, it.aiOff, "AI "+it.e.ai+" is not permitted as a Digital Link data attribute")
 		}
-		for j := 1; j <= len(pathAIs); j++ {
-			seq := append(append(append([]string(nil), pathAIs[1:j]...), it.e.ai), pathAIs[j:]...)
+		for j := 0; j <= len(quals) && len(pk.dlQual) > 0; j++ {
+			var seqBuf [13]string
+			seq := append(append(append(seqBuf[:0], quals[:j]...), it.e.ai), quals[j:]...)
 			if validQualifiers(pk, seq) {
 				return bad(it.e.ai, it.aiOff, "AI "+it.e.ai+" is a key qualifier of /"+pk.ai+"/ and belongs in the path, not the query")
 			}
