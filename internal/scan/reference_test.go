@@ -121,7 +121,7 @@ func buildReference(t testing.TB) string {
 	}
 	var cfiles []string
 	h := sha256.New()
-	flags := []string{"-O1", "-w", "-DGS1_LINTER_ERR_STR_EN", "-I" + src, "-I" + filepath.Join(src, "syntax")}
+	flags := []string{"-O0", "-w", "-DGS1_LINTER_ERR_STR_EN", "-I" + src, "-I" + filepath.Join(src, "syntax")}
 	fmt.Fprintln(h, cc, strings.Join(flags, " "))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
