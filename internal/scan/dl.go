@@ -1,6 +1,9 @@
 package scan
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // Digital Link modes (Config.DigitalLink).
 const (
@@ -65,12 +68,11 @@ func looksLikeDL(uri string) bool {
 
 // dlItem is one AI value read from a Digital Link, before content checks.
 type dlItem struct {
-	e       *aiEntry
-	v       string
-	aiOff   int  // offset of the AI (path segment or query key)
-	valOff  int  // offset of the value
-	exact   bool // v is byte-for-byte the URI text (offsets inside it are valid)
-	inQuery bool
+	e      *aiEntry
+	v      string
+	aiOff  int  // offset of the AI (path segment or query key)
+	valOff int  // offset of the value
+	exact  bool // v is byte-for-byte the URI text (offsets inside it are valid)
 }
 
 // parseDigitalLink reads a GS1 Digital Link URI (GS1 Digital Link Standard:
@@ -174,7 +176,11 @@ func (d *Decoder) parseDigitalLink(uri string, base int, p *parsed) (isDL bool, 
 			if eq && isDigitsOrEmpty(k) {
 				e := entryFor(k)
 				if e == nil {
-					return bad("", qOff, "unknown AI "+quotePrefix(k)+" in the query")
+					key := k
+					if len(key) > 8 {
+						key = key[:8] + "..."
+					}
+					return bad("", qOff, "query key "+strconv.Quote(key)+" is all digits but not a known AI")
 				}
 				if raw == "" {
 					return bad(e.ai, qOff, "AI "+e.ai+" has an empty value in the query")
@@ -183,7 +189,7 @@ func (d *Decoder) parseDigitalLink(uri string, base int, p *parsed) (isDL bool, 
 				if !ok {
 					return bad(e.ai, qOff, "AI "+e.ai+" value decodes to a NUL character")
 				}
-				it := dlItem{e: e, v: v, aiOff: qOff, valOff: qOff + len(k) + 1, exact: v == raw, inQuery: true}
+				it := dlItem{e: e, v: v, aiOff: qOff, valOff: qOff + len(k) + 1, exact: v == raw}
 				if d.dlLenient && e.ai == "01" && (len(v) == 8 || len(v) == 12 || len(v) == 13) && isDigits(v) {
 					it.v, it.exact = pad14(v), false
 				}
