@@ -226,3 +226,22 @@ func TestGeneratorWarnsOnUnknownLinter(t *testing.T) {
 		t.Error("prefix clash not detected")
 	}
 }
+
+func TestCodeListsParser(t *testing.T) {
+	good := "# c\n[iso4217]\n978 840\n[iso3166]\n276\n[iso3166alpha2]\nDE\n[packagetype]\nBX 8\n"
+	lists, err := aigen.ParseCodeLists([]byte(good))
+	if err != nil || len(lists["iso4217"]) != 2 || lists["packagetype"][1] != "8" {
+		t.Fatalf("ParseCodeLists = %v, %v", lists, err)
+	}
+	for name, src := range map[string]string{
+		"missing list":  "[iso4217]\n978\n[iso3166]\n276\n[iso3166alpha2]\nDE\n",
+		"duplicate":     strings.Replace(good, "978 840", "978 978", 1),
+		"lower case":    strings.Replace(good, "BX", "bx", 1),
+		"before header": "978\n" + good,
+		"list twice":    good + "[iso4217]\n124\n",
+	} {
+		if _, err := aigen.ParseCodeLists([]byte(src)); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
