@@ -123,8 +123,17 @@ func (d *Decoder) checkValue(e *aiEntry, v string, off int, p *parsed) *Error {
 	return elementError(pr.kind, e.ai, off+pr.off, pr.msg)
 }
 
-// parseHumanReadable reads "(01)...(10)..." text.
+// parseHumanReadable reads "(01)...(10)..." text. Like the reference, it
+// first reads every AI checking only lengths, then judges each value's
+// content in order.
 func (d *Decoder) parseHumanReadable(data string, base int, p *parsed) *Error {
+	type hrItem struct {
+		e           *aiEntry
+		v           string
+		aiOff, vOff int
+	}
+	var itemBuf [16]hrItem
+	items := itemBuf[:0]
 	pos := 0
 	for pos < len(data) {
 		e, n := hrAIAt(data[pos:])
@@ -148,20 +157,26 @@ func (d *Decoder) parseHumanReadable(data string, base int, p *parsed) *Error {
 		if i := strings.IndexByte(v, gs); i >= 0 {
 			return elementError(KindBadCharset, e.ai, base+vstart+i, "GS is not allowed in the human-readable form")
 		}
+		if min := e.minLen(); len(v) < min {
+			return elementError(KindBadLength, e.ai, base+vstart, "value shorter than "+itoa(min)+" characters")
+		}
 		if max := e.maxLen(); len(v) > max {
-			if err := d.checkValue(e, v[:max], base+vstart, p); err != nil {
-				return err
-			}
 			return elementError(KindBadLength, e.ai, base+vstart+max, "value longer than "+itoa(max)+" characters")
 		}
-		if err := d.checkValue(e, v, base+vstart, p); err != nil {
-			return err
+		if i := strings.IndexByte(v, '^'); i >= 0 {
+			return elementError(KindBadCharset, e.ai, base+vstart+i, "caret '^' is not valid in GS1 data")
 		}
-		p.add(AI{AI: e.ai, Value: v}, base+pos)
+		items = append(items, hrItem{e, v, base + pos, base + vstart})
 		pos = end
 	}
-	if len(p.ais) == 0 {
+	if len(items) == 0 {
 		return elementError(KindBadLength, "", base, "no element data")
+	}
+	for _, it := range items {
+		if err := d.checkValue(it.e, it.v, it.vOff, p); err != nil {
+			return err
+		}
+		p.add(AI{AI: it.e.ai, Value: it.v}, it.aiOff)
 	}
 	return nil
 }

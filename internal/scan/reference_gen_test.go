@@ -5,8 +5,12 @@ import (
 	"strings"
 )
 
-// refCase is one generated scan with the category of rule it exercises.
-type refCase struct{ cat, in string }
+// refCase is one generated scan with the category of rule it exercises. hr
+// marks bracketed AI text (the human-readable form) rather than scan data.
+type refCase struct {
+	cat, in string
+	hr      bool
+}
 
 // Values the generator knows to be valid for linters with closed domains.
 var genLinterValue = map[linter]string{
@@ -225,7 +229,16 @@ func mutateAt(v string, i int, c byte) string {
 // and random byte mutations of valid messages.
 func generateReferenceCases(r *rand.Rand) []refCase {
 	var cs []refCase
-	add := func(cat, in string) { cs = append(cs, refCase{cat, in}) }
+	add := func(cat, in string) { cs = append(cs, refCase{cat: cat, in: in}) }
+	addMsg := func(cat string, m []AI) {
+		add(cat, elementString(m))
+		hr := EncodeHumanReadable(m)
+		// '|' is the reference's own composite-symbol separator in its
+		// bracketed syntax, so it cannot stand for a data character there.
+		if !strings.Contains(hr, "|") {
+			cs = append(cs, refCase{cat: "hr_" + cat, in: hr, hr: true})
+		}
+	}
 	var valid []string
 	for i := range aiTable {
 		e := &aiTable[i]
@@ -235,16 +248,15 @@ func generateReferenceCases(r *rand.Rand) []refCase {
 			if k == 2 {
 				msg[0].Value = genValue(r, e, true)
 			}
-			in := elementString(msg)
-			add("valid", in)
-			valid = append(valid, in)
+			addMsg("valid", msg)
+			valid = append(valid, elementString(msg))
 		}
 		msg := withValues(r, set)
 		v := msg[0].Value
 		put := func(cat, nv string) {
 			m := append([]AI(nil), msg...)
 			m[0].Value = nv
-			add(cat, elementString(m))
+			addMsg(cat, m)
 		}
 		pos := 0
 		for _, c := range e.comps {
@@ -307,16 +319,19 @@ func generateReferenceCases(r *rand.Rand) []refCase {
 		add("separator", "]C1"+string(gs)+elementString(msg)[3:])
 		// pairing and requisites
 		if len(set) > 1 {
-			add("requisite", elementString(msg[:1]))
+			addMsg("requisite", msg[:1])
 		}
 		for _, p := range e.ex {
 			if x := concreteAI(p); x != nil && x != e {
-				add("pairing", elementString(append(append([]AI(nil), msg...), AI{AI: x.ai, Value: genValue(r, x, false)})))
+				addMsg("pairing", append(append([]AI(nil), msg...), AI{AI: x.ai, Value: genValue(r, x, false)}))
 			}
 		}
 		other := genValue(r, e, false)
-		add("pairing", elementString(append(append([]AI(nil), msg...), AI{AI: e.ai, Value: other})))
-		add("pairing", elementString(append(append([]AI(nil), msg...), msg[0])))
+		addMsg("pairing", append(append([]AI(nil), msg...), AI{AI: e.ai, Value: other}))
+		addMsg("pairing", append(append([]AI(nil), msg...), msg[0]))
+	}
+	for _, hr := range []string{"(10)", "(01)09506000134352(10)", "01(10)A", "(01)09506000134352(10)A(B", "(01)09506000134352(10)A^B", "(01)0950600013435"} {
+		cs = append(cs, refCase{cat: "hr_shape", in: hr, hr: true})
 	}
 	cs = append(cs, codeListCases()...)
 	dl := digitalLinkCases(r)
@@ -383,7 +398,7 @@ func generateReferenceCases(r *rand.Rand) []refCase {
 // rules the issue names.
 func codeListCases() []refCase {
 	var cs []refCase
-	add := func(cat, in string) { cs = append(cs, refCase{cat, in}) }
+	add := func(cat, in string) { cs = append(cs, refCase{cat: cat, in: in}) }
 	for i := 0; i < 1000; i++ {
 		c := itoa(1000 + i)[1:]
 		add("iso4217", "]C13910"+c+"123"+"\x1d8020REF1\x1d4159501101020917")
@@ -448,7 +463,7 @@ func codeListCases() []refCase {
 // qualifiers, every data attribute, and malformed URIs.
 func digitalLinkCases(r *rand.Rand) []refCase {
 	var cs []refCase
-	add := func(cat, in string) { cs = append(cs, refCase{cat, "]Q1" + in}) }
+	add := func(cat, in string) { cs = append(cs, refCase{cat: cat, in: "]Q1" + in}) }
 	const dom = "https://id.example.com"
 	gtin := "09506000134352"
 	for i := range aiTable {

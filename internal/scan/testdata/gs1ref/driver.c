@@ -8,13 +8,16 @@
  *     driver <syntax-dictionary-file>  < cases  > results
  *
  * Each input line is one scan, hex-encoded, exactly as a scanner transmits
- * it (AIM symbology identifier first). Each output line is either
+ * it (AIM symbology identifier first), or "H" followed by the hex of
+ * bracketed AI text such as "(01)09506000134352(10)ABC" (the human-readable
+ * form, given to gs1_encoder_setAIdataStr). Each output line is either
  *
  *     OK[\t<hex of one HRI string>]...
  *     ERR\t<hex of the error message>\t<hex of the error markup>
  *
  * Hex keeps GS (0x1D) and any other byte intact across the pipe.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,17 +68,23 @@ int main(int argc, char **argv) {
 	fflush(stdout);
 
 	while (fgets(line, sizeof(line), stdin)) {
-		size_t n = strcspn(line, "\r\n"), i, k = 0;
+		size_t n = strcspn(line, "\r\n"), i = 0, k = 0;
 		char **hri = NULL;
-		int nhri, j;
+		int nhri, j, bracketed = 0;
+		bool ok;
 		line[n] = '\0';
-		for (i = 0; i + 1 < n && k + 1 < sizeof(data); i += 2) {
+		if (line[0] == 'H') {
+			bracketed = 1;
+			i = 1;
+		}
+		for (; i + 1 < n && k + 1 < sizeof(data); i += 2) {
 			int hi = unhex(line[i]), lo = unhex(line[i + 1]);
 			if (hi < 0 || lo < 0) break;
 			data[k++] = (char)(hi << 4 | lo);
 		}
 		data[k] = '\0';
-		if (!gs1_encoder_setScanData(ctx, data)) {
+		ok = bracketed ? gs1_encoder_setAIdataStr(ctx, data) : gs1_encoder_setScanData(ctx, data);
+		if (!ok) {
 			fputs("ERR\t", stdout);
 			puthex(gs1_encoder_getErrMsg(ctx));
 			putchar('\t');
