@@ -33,12 +33,13 @@ func badDomainChar(c byte) bool {
 // schemeLen returns the length of the http(s) scheme that starts s in this
 // decoder's mode, or 0 when s does not start a Digital Link candidate.
 func (d *Decoder) schemeLen(s string) int {
-	for _, p := range [...]string{"https://", "http://"} {
-		if len(s) < len(p) {
+	for _, p := range [...][2]string{{"https://", "HTTPS://"}, {"http://", "HTTP://"}} {
+		n := len(p[0])
+		if len(s) < n {
 			continue
 		}
-		if h := s[:len(p)]; h == p || h == strings.ToUpper(p) || d.dlLenient && strings.EqualFold(h, p) {
-			return len(p)
+		if h := s[:n]; h == p[0] || h == p[1] || d.dlLenient && strings.EqualFold(h, p[0]) {
+			return n
 		}
 	}
 	return 0
