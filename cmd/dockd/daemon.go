@@ -145,7 +145,7 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 		}
 	}
 
-	dec, err := scan.NewDecoder(scan.Config{NoAIM: cfg.Decode.NoAIM, PlainPatterns: cfg.Decode.PlainPatterns})
+	dec, err := scan.NewDecoder(scan.Config{NoAIM: cfg.Decode.NoAIM, PlainPatterns: cfg.Decode.PlainPatterns, DigitalLink: cfg.Decode.DigitalLink})
 	if err != nil {
 		return nil, fmt.Errorf("decoder: %w", err)
 	}

@@ -178,6 +178,10 @@ type Decode struct {
 	// PlainPatterns are regular expressions with named groups gtin, lot,
 	// serial for legacy labels that are not GS1.
 	PlainPatterns []string `yaml:"plain_patterns"`
+	// DigitalLink says how GS1 Digital Link URIs are judged: "strict"
+	// (default: as the GS1 reference decoder does) or "lenient" (four
+	// documented relaxations; see scan.Config.DigitalLink and the README).
+	DigitalLink string `yaml:"digital_link"`
 }
 
 // Policy says which reasons only warn instead of reject.
@@ -282,7 +286,7 @@ func Defaults() Config {
 			Heartbeat:   30 * time.Second,
 		},
 		Buffer:    Buffer{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, AlarmFraction: 0.8},
-		Decode:    Decode{NoAIM: "gs1"},
+		Decode:    Decode{NoAIM: "gs1", DigitalLink: "strict"},
 		Status:    Status{Addr: "127.0.0.1:8080"},
 		Allowlist: Allowlist{TraceRetention: 90 * 24 * time.Hour},
 		Log:       Log{Level: "info", Format: "auto"},
@@ -567,6 +571,11 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 	case "gs1", "plain":
 	default:
 		bad(fmt.Sprintf("%q: want gs1 or plain", c.Decode.NoAIM), "decode", "no_aim")
+	}
+	switch c.Decode.DigitalLink {
+	case "strict", "lenient":
+	default:
+		bad(fmt.Sprintf("%q: want strict or lenient", c.Decode.DigitalLink), "decode", "digital_link")
 	}
 	for i, p := range c.Decode.PlainPatterns {
 		if _, err := regexp.Compile(p); err != nil {

@@ -59,6 +59,7 @@ func TestParseErrorsCarryLineAndReason(t *testing.T) {
 		{"bad yaml", base + "readers: [\n", 9, ""},
 		{"policy reason", base + "policy:\n  warn: [buffer_full]\n", 10, `"buffer_full" cannot be turned into a warning`},
 		{"bad regexp", base + "decode:\n  plain_patterns: ['(?P<lot>[']\n", 10, "bad regular expression"},
+		{"bad digital_link", base + "decode:\n  digital_link: loose\n", 10, `"loose": want strict or lenient`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
