@@ -157,16 +157,16 @@ func truncatePayload(p []byte) string {
 	return string(p)
 }
 
-// unconfRun is a run of events the broker acknowledged, up to seq to, that
-// no receipt covered yet: n events, first acknowledged at at.
+// unconfRun is a run of events published, up to seq to, that no receipt
+// covered yet: n events, first published at at.
 type unconfRun struct {
 	to uint64
 	at time.Time
 	n  int
 }
 
-// unconfirmed is the bookkeeping of broker-acknowledged, unreceipted events
-// in seq order. Run's goroutine only.
+// unconfirmed is the bookkeeping of published, unreceipted events in seq
+// order. Run's goroutine only.
 type unconfirmed struct {
 	runs       []unconfRun
 	lastRewind time.Time // when everything unconfirmed was last sent again
@@ -180,10 +180,14 @@ func (u *unconfirmed) tail() uint64 {
 	return u.runs[len(u.runs)-1].to
 }
 
-// acked records the broker's acknowledgement of seqs (ascending) at now;
-// seqs at or below floor (confirmed) or already recorded (a resend) are
-// skipped, so an event keeps its first acknowledgement time.
-func (u *unconfirmed) acked(seqs []uint64, floor uint64, now time.Time) {
+// coalesce is how close in time publishes share one run.
+const coalesce = 100 * time.Millisecond
+
+// sent records the publish of seqs (ascending) at now; seqs at or below
+// floor (confirmed) or already recorded (a resend) are skipped, so an event
+// keeps its first publish time. Publishes within coalesce of the newest
+// run join it.
+func (u *unconfirmed) sent(seqs []uint64, floor uint64, now time.Time) {
 	lo := max(floor, u.tail())
 	run := unconfRun{at: now}
 	for _, s := range seqs {
@@ -192,6 +196,10 @@ func (u *unconfirmed) acked(seqs []uint64, floor uint64, now time.Time) {
 		}
 	}
 	if run.n == 0 {
+		return
+	}
+	if k := len(u.runs) - 1; k >= 0 && now.Sub(u.runs[k].at) < coalesce {
+		u.runs[k].to, u.runs[k].n = run.to, u.runs[k].n+run.n
 		return
 	}
 	u.runs = append(u.runs, run)
@@ -224,8 +232,8 @@ func (u *unconfirmed) confirm(upto uint64) {
 	}
 }
 
-// count is the number of unconfirmed events; oldest the first broker
-// acknowledgement time of the oldest (zero when none).
+// count is the number of unconfirmed events; oldest the first publish time
+// of the oldest (zero when none).
 func (u *unconfirmed) count() (n int, oldest time.Time) {
 	for _, r := range u.runs {
 		n += r.n
@@ -237,7 +245,7 @@ func (u *unconfirmed) count() (n int, oldest time.Time) {
 }
 
 // resendDue is when everything unconfirmed should be sent again: timeout
-// after the oldest acknowledgement or the last resend, whichever is later;
+// after the oldest first publish or the last resend, whichever is later;
 // zero when nothing is unconfirmed.
 func (u *unconfirmed) resendDue(timeout time.Duration) time.Time {
 	if len(u.runs) == 0 {

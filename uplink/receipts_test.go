@@ -326,8 +326,8 @@ func FuzzParseReceipt(f *testing.F) {
 func TestUnconfirmedBookkeeping(t *testing.T) {
 	var u unconfirmed
 	t0 := time.Unix(1000, 0)
-	u.acked([]uint64{1, 2, 3}, 0, t0)
-	u.acked([]uint64{2, 3, 4, 5}, 0, t0.Add(time.Second)) // resend of 2,3 keeps their time
+	u.sent([]uint64{1, 2, 3}, 0, t0)
+	u.sent([]uint64{2, 3, 4, 5}, 0, t0.Add(time.Second)) // resend of 2,3 keeps their time
 	if n, old := u.count(); n != 5 || !old.Equal(t0) {
 		t.Fatalf("count %d oldest %v", n, old)
 	}
@@ -343,7 +343,7 @@ func TestUnconfirmedBookkeeping(t *testing.T) {
 		t.Fatalf("resend due %v", due)
 	}
 	for i := uint64(6); i < 6+3*maxUnconfRuns; i++ {
-		u.acked([]uint64{i}, 3, t0.Add(time.Duration(i)*time.Second))
+		u.sent([]uint64{i}, 3, t0.Add(time.Duration(i)*time.Second))
 	}
 	if n, old := u.count(); n != 2+3*maxUnconfRuns || len(u.runs) > maxUnconfRuns || !old.Equal(t0.Add(time.Second)) {
 		t.Fatalf("after many: count %d runs %d oldest %v", n, len(u.runs), old)

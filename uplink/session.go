@@ -193,6 +193,9 @@ func (c *Client) session(ctx context.Context, gen uint64) (wasUp bool, err error
 					}
 					tok := cli.Publish(c.cfg.EventsTopic, 1, false, r.Payload)
 					q = append(q, pub{seq: r.Seq, tok: tok, sent: time.Now()})
+					if c.receiptMode() {
+						c.unconf.sent([]uint64{r.Seq}, c.confirmed.Load(), q[len(q)-1].sent)
+					}
 					lastSent = r.Seq
 					resent := r.Seq <= c.maxSentSeq
 					c.maxSentSeq = max(c.maxSentSeq, r.Seq)
@@ -204,6 +207,7 @@ func (c *Client) session(ctx context.Context, gen uint64) (wasUp bool, err error
 						s.InFlight = len(q)
 					})
 				}
+				c.applyReceipts() // the unconfirmed figures include what was just sent
 			}
 		}
 
@@ -295,14 +299,6 @@ sweep:
 		return q, err
 	}
 	c.ackedSeq = max(c.ackedSeq, q[n-1].seq) // a receipt-mode resend acks lower seqs again
-	if c.receiptMode() {
-		seqs := make([]uint64, n)
-		for i, p := range q[:n] {
-			seqs[i] = p.seq
-		}
-		c.unconf.acked(seqs, c.confirmed.Load(), now)
-		c.applyReceipts()
-	}
 	c.updateStats(func(s *Stats) {
 		for _, p := range q[:n] {
 			l := now.Sub(p.sent)

@@ -142,9 +142,9 @@ type Stats struct {
 	// error, until a later Ack succeeds).
 	AckedSeq, OutboxSeq uint64
 	// Receipt mode: ConfirmedSeq is the highest accepted receipt's upto;
-	// Unconfirmed counts the events the broker acknowledged (in this
-	// process) that no receipt covers yet, UnconfirmedSince is when the
-	// oldest of them was first acknowledged (zero when none); Receipts and
+	// Unconfirmed counts the events published (by this process, at least
+	// once) that no receipt covers yet, UnconfirmedSince is when the oldest
+	// of them was first published (zero when none); Receipts and
 	// ReceiptsRefused count receipts applied and refused (malformed,
 	// another station, ahead; a repeat is neither); ReceiptResends counts
 	// the times unconfirmed events were published again after

@@ -1,0 +1,115 @@
+package main
+
+// Receipt delivery and sequence gaps as the daemon wires them: the gap
+// record the buffer stores after a failed commit, the uplink's delivery
+// settings, and the unconfirmed backlog shown in the status, the page,
+// /metrics and the light.
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/dockd/dockd/internal/config"
+	"github.com/dockd/dockd/internal/dock"
+	"github.com/dockd/dockd/uplink"
+	"github.com/dockd/dockd/uplink/contract"
+)
+
+// seqGap is the dockd.seq-gap/1 record (uplink/contract/seq-gap.schema.json).
+type seqGap struct {
+	Schema  string    `json:"schema"`
+	Kind    string    `json:"kind"`
+	ID      string    `json:"id"`
+	Seq     uint64    `json:"seq"`
+	Site    string    `json:"site"`
+	Station string    `json:"station"`
+	Door    string    `json:"door"`
+	Time    time.Time `json:"time"`
+	From    uint64    `json:"from"`
+	To      uint64    `json:"to"`
+	Reason  string    `json:"reason"`
+}
+
+// gapRecord builds the gap record the buffer stores (buffer.Options.GapRecord)
+// under seq for the skipped seqs from..to.
+func (d *daemon) gapRecord(seq, from, to uint64, reason string) ([]byte, error) {
+	if len(reason) > 1000 {
+		reason = reason[:1000]
+	}
+	return json.Marshal(seqGap{
+		Schema: contract.SeqGapSchema, Kind: "gap", ID: dock.NewEventID(), Seq: seq,
+		Site: d.cfg.Station.Site, Station: d.cfg.Station.ID, Door: d.cfg.Station.Door,
+		Time: time.Now().UTC(), From: from, To: to, Reason: reason,
+	})
+}
+
+// deliveryConfig fills the uplink's delivery settings from the config.
+func (d *daemon) deliveryConfig(uc *uplink.Config) {
+	m := d.cfg.MQTT
+	uc.Brokers = m.Brokers
+	uc.Delivery = uplink.DeliveryBroker
+	if m.Delivery == config.DeliveryReceipt {
+		uc.Delivery = uplink.DeliveryReceipt
+		uc.ReceiptsTopic = d.topics().Receipts()
+		uc.StationID = d.cfg.Station.ID
+		uc.ReceiptTimeout = m.ReceiptTimeout
+		uc.HighestIssued = func() uint64 { return d.queue.Stats().NewestSeq }
+	}
+}
+
+func (d *daemon) topics() contract.Topics {
+	return contract.Topics{Prefix: d.cfg.MQTT.TopicPrefix, Site: d.cfg.Station.Site, Door: d.cfg.Station.Door}
+}
+
+// anyTLSBroker reports whether one of the configured brokers is a TLS URL.
+func anyTLSBroker(m config.MQTT) bool {
+	for _, b := range m.Brokers {
+		if strings.HasPrefix(b, "ssl://") || strings.HasPrefix(b, "mqtts://") || strings.HasPrefix(b, "tls://") {
+			return true
+		}
+	}
+	return false
+}
+
+// unconfirmedView is the receipt-mode backlog: events published to the
+// broker that central has not receipted.
+type unconfirmedView struct {
+	Receipt    bool    // receipt delivery configured
+	Depth      int     // unconfirmed events
+	OldestAgeS float64 // since the oldest was first published; 0 when none
+	Stalled    bool    // the oldest has waited longer than mqtt.receipt_alarm
+}
+
+func (d *daemon) unconfirmed() unconfirmedView {
+	if d.up == nil || d.cfg.MQTT.Delivery != config.DeliveryReceipt {
+		return unconfirmedView{}
+	}
+	st := d.up.Stats()
+	v := unconfirmedView{Receipt: true, Depth: st.Unconfirmed}
+	if !st.UnconfirmedSince.IsZero() {
+		age := time.Since(st.UnconfirmedSince)
+		v.OldestAgeS = age.Seconds()
+		v.Stalled = age > d.cfg.MQTT.ReceiptAlarm
+	}
+	return v
+}
+
+// receiptAlarm watches for stalled receipts once per watch tick and logs
+// the edge; it reports whether the alarm is raised.
+type receiptAlarm struct{ on bool }
+
+func (a *receiptAlarm) check(d *daemon) bool {
+	u := d.unconfirmed()
+	if u.Stalled != a.on {
+		a.on = u.Stalled
+		if a.on {
+			d.log.Warn("receipts stalled: events sent to central wait for its receipt",
+				"unconfirmed", u.Depth, "oldest_age_s", int64(u.OldestAgeS), "receipt_alarm", d.cfg.MQTT.ReceiptAlarm,
+				"confirmed_seq", d.up.Stats().ConfirmedSeq)
+		} else {
+			d.log.Info("receipts flowing again", "unconfirmed", u.Depth)
+		}
+	}
+	return a.on
+}
