@@ -29,8 +29,12 @@ const (
 	DeliveryReceipt Delivery = "receipt"
 )
 
-// ReceiptSchema is the "schema" value of a receipt payload.
-const ReceiptSchema = "dockd.receipt/1"
+// Schema names of a receipt and of the doctor's receipt probe
+// (uplink/contract/receipt.schema.json, receipt-probe.schema.json).
+const (
+	ReceiptSchema      = "dockd.receipt/1"
+	ReceiptProbeSchema = "dockd.receipt-probe/1"
+)
 
 // DefaultReceiptTimeout is Config.ReceiptTimeout's default.
 const DefaultReceiptTimeout = 30 * time.Second

@@ -7,6 +7,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -93,6 +94,33 @@ func (d *daemon) unconfirmed() unconfirmedView {
 		v.Stalled = age > d.cfg.MQTT.ReceiptAlarm
 	}
 	return v
+}
+
+// topics is the doctor's view of the station's topics.
+func (d *doctor) topics() contract.Topics {
+	return contract.Topics{Prefix: d.cfg.MQTT.TopicPrefix, Site: d.cfg.Station.Site, Door: d.cfg.Station.Door}
+}
+
+// checkReceipts is the doctor's row for receipt delivery: central answered
+// the receipt probe (uplink/contract/CONTRACT.md, Receipts) with a receipt
+// for this station.
+func (d *doctor) checkReceipts(res uplink.ProbeResult, err error, pc uplink.ProbeConfig) {
+	if res.Receipt == nil {
+		d.add("receipts", levelFail, oneLine(errString(err)),
+			"mqtt.delivery is receipt, so events stay on this box until central receipts them: start central's collector (dockd collect) and let it publish on "+
+				pc.ReceiptsTopic+" and read "+pc.ReceiptProbeTopic+" (broker ACL), or set mqtt.delivery: broker")
+		return
+	}
+	r := res.Receipt
+	detail := fmt.Sprintf("probe → receipt in %s from collector %s (confirmed up to seq %d)", ms(res.ReceiptRoundTrip), r.Collector, r.Upto)
+	if d.status != nil && d.status.Buffer.Unconfirmed != nil && *d.status.Buffer.Unconfirmed > 0 {
+		detail += fmt.Sprintf("; the running station reports %d unconfirmed, oldest %.0fs", *d.status.Buffer.Unconfirmed, *d.status.Buffer.UnconfirmedOldestAgeS)
+		if *d.status.Buffer.UnconfirmedOldestAgeS > d.cfg.MQTT.ReceiptAlarm.Seconds() {
+			d.add("receipts", levelWarn, detail, "central answers probes but does not receipt this station's events: check the collector's log for this station")
+			return
+		}
+	}
+	d.add("receipts", levelPass, detail, "")
 }
 
 // receiptAlarm watches for stalled receipts once per watch tick and logs

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/dockd/dockd/buffer"
 	"github.com/dockd/dockd/internal/config"
 	"github.com/dockd/dockd/internal/dock"
@@ -220,4 +222,51 @@ func TestGapRecordMatchesContract(t *testing.T) {
 	if g.Seq != 45 || g.From != 43 || g.To != 44 || g.Kind != "gap" || g.Schema != contract.SeqGapSchema {
 		t.Fatalf("%s", b)
 	}
+}
+
+// answerReceiptProbes is the part of central that answers dockd doctor's
+// receipt probes (CONTRACT.md, Receipts): a receipt with upto for the
+// probe's station on that station's receipts topic.
+func answerReceiptProbes(t *testing.T, broker string, upto uint64) {
+	t.Helper()
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID("central-probe-answerer").SetProtocolVersion(4))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	tok := c.Subscribe("dockd/v1/+/+/receipt-probe", 1, func(cl mqtt.Client, m mqtt.Message) {
+		if contracttest.Validate(contract.ReceiptProbeSchemaFile, m.Payload()) != nil {
+			return
+		}
+		var p struct{ Station string }
+		json.Unmarshal(m.Payload(), &p)
+		topic := strings.TrimSuffix(m.Topic(), "/"+contract.LevelReceiptProbe) + "/" + contract.LevelReceipts
+		cl.Publish(topic, 1, false, testkit.ReceiptPayload(p.Station, upto))
+	})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+}
+
+// dockd doctor with receipt delivery checks the receipt round trip: it
+// fails (with a fix naming the collector) while nobody answers the probe,
+// and passes once central does.
+func TestDoctorReceiptRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	scanner := testkit.NewPTY(t)
+	broker := testkit.StartMosquitto(t)
+	importSample(t, dir)
+	path := filepath.Join(dir, "dockd.yaml")
+	os.WriteFile(path, []byte(receiptYAML(stationConfig(dir, scanner.Path(), broker.URL(), "virtual"), "30s", "5m")), 0o600)
+
+	rep, code := doctorJSON(t, []string{"--config", path, "--timeout", "2s"}, nil)
+	if code != 1 {
+		t.Fatalf("exit %d without a collector, want 1", code)
+	}
+	wantRow(t, rep, "broker round trip", levelPass, "", "")
+	wantRow(t, rep, "receipts", levelFail, "no receipt for test-site-door-9", "dockd collect")
+
+	answerReceiptProbes(t, broker.URL(), 0)
+	rep, _ = doctorJSON(t, []string{"--config", path, "--timeout", "2s"}, nil)
+	wantRow(t, rep, "receipts", levelPass, "from collector testkit-central (confirmed up to seq 0)", "")
 }
