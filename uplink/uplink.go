@@ -19,7 +19,19 @@
 // the last acknowledged record, resending unacknowledged records with the
 // same payload. After a process restart it resumes from the Outbox as well.
 // Central drops the resulting duplicates by the event id inside the payload.
-// Within one connection no record is published twice.
+// Within one connection no record is published twice, except by a receipt
+// resend (below).
+//
+// With Config.Delivery DeliveryReceipt the PUBACK is not enough: the Outbox
+// is acknowledged only up to the highest receipt from central (Receipt,
+// validated by onReceipt), so a broker that loses what it acknowledged
+// loses nothing. Events published but not covered by a receipt within
+// ReceiptTimeout are published again, oldest first, with the same bytes
+// (a rewind to the confirmed seq once the in-flight window drained), and
+// every new connection starts from the confirmed seq.
+//
+// Config.Brokers lists failover brokers: each connection generation uses
+// the next URL after the previous one failed or ended.
 package uplink
 
 import (

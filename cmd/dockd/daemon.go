@@ -350,9 +350,9 @@ func (d *daemon) newUplink() (*uplink.Client, error) {
 	up.OnConnectionChange(func(connected bool) {
 		d.light.SetCondition(dock.ConditionBrokerOffline, !connected)
 		if connected {
-			d.log.Info("broker connected", "broker", m.Broker)
+			d.log.Info("broker connected", "broker", up.Stats().Broker)
 		} else {
-			d.log.Warn("broker offline; events are kept in the buffer", "broker", m.Broker)
+			d.log.Warn("broker offline; events are kept in the buffer", "broker", up.Stats().Broker)
 		}
 	})
 	return up, nil

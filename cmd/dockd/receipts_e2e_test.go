@@ -270,3 +270,34 @@ func TestDoctorReceiptRoundTrip(t *testing.T) {
 	rep, _ = doctorJSON(t, []string{"--config", path, "--timeout", "2s"}, nil)
 	wantRow(t, rep, "receipts", levelPass, "from collector testkit-central (confirmed up to seq 0)", "")
 }
+
+// mqtt.brokers: the daemon fails over to the second broker when the one in
+// use is killed with -9 mid-stream; with receipt delivery every event
+// reaches central (nothing the dead broker had acknowledged is lost) and
+// the buffer empties.
+func TestBrokersFailoverDaemon(t *testing.T) {
+	b2 := testkit.StartMosquitto(t)
+	s := startStationWith(t, func(_, y string) string {
+		y = regexp.MustCompile(`(?m)^  broker: (.*)$`).ReplaceAllString(y, fmt.Sprintf("  brokers: [$1, %q]", b2.URL()))
+		return receiptYAML(y, "2s", "1h")
+	})
+	if len(s.d.cfg.MQTT.Brokers) != 2 {
+		t.Fatalf("brokers %v", s.d.cfg.MQTT.Brokers)
+	}
+	central := testkit.NewCentral(t, []string{s.broker.URL(), b2.URL()}, e2eEvents, e2eReceipts, e2eStation)
+	central.AutoReceipt(t, 200*time.Millisecond)
+	waitUntil(t, 10*time.Second, "connected to the first broker", func() bool { return s.d.up.Stats().Broker == s.broker.URL() && s.d.up.Connected() })
+	for i := 0; i < 40; i++ {
+		s.write(gs1Scan("LOT42", fmt.Sprintf("B%03d", i)))
+		if i == 20 {
+			s.broker.Kill()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.waitDecisions(40, 20*time.Second)
+	waitUntil(t, 30*time.Second, "every event at central", func() bool { return central.Prefix(t) >= 40 })
+	waitUntil(t, 15*time.Second, "buffer empty after receipts", func() bool { return s.d.queue.Stats().Depth == 0 })
+	if st := s.d.up.Stats(); st.Broker != b2.URL() {
+		t.Errorf("after the kill connected to %q, want the second broker %s", st.Broker, b2.URL())
+	}
+}
