@@ -301,3 +301,48 @@ func TestBrokersFailoverDaemon(t *testing.T) {
 		t.Errorf("after the kill connected to %q, want the second broker %s", st.Broker, b2.URL())
 	}
 }
+
+// The byte budget counts unconfirmed events: with the broker up and
+// acknowledging everything but no receipt, the buffer fills and scans are
+// refused with buffer_full; a receipt frees it.
+func TestReceiptDeliveryBudgetCountsUnconfirmed(t *testing.T) {
+	s := startStationWith(t, func(_, y string) string {
+		return receiptYAML(y, "1h", "2h") + "buffer:\n  max_bytes: 1MiB\n"
+	})
+	central := testkit.NewCentral(t, []string{s.broker.URL()}, e2eEvents, e2eReceipts, e2eStation)
+	waitUntil(t, 10*time.Second, "connected", s.d.up.Connected)
+	stored := 0
+	var refused *dock.CustodyEvent
+	for i := 0; i < 4000 && refused == nil; i += 50 {
+		for j := i; j < i+50; j++ {
+			s.write(gs1Scan("LOT42", fmt.Sprintf("U%05d", j)))
+		}
+		evs := s.waitDecisions(i+50, 20*time.Second)
+		for k := i; k < len(evs); k++ {
+			if evs[k].Reason == dock.ReasonBufferFull {
+				refused = &evs[k]
+				break
+			}
+			stored++
+		}
+	}
+	if refused == nil {
+		t.Fatal("4000 scans into a 1 MiB buffer without receipts and none was refused")
+	}
+	if !s.d.up.Connected() || s.d.up.Stats().AckedSeq == 0 {
+		t.Fatalf("the broker was not up and acknowledging: %+v", s.d.up.Stats())
+	}
+	if st := s.d.queue.Stats(); st.Depth != stored || !st.Full {
+		t.Fatalf("buffer %+v, want full with all %d stored events", st, stored)
+	}
+	newest := s.d.queue.Stats().NewestSeq
+	waitUntil(t, 20*time.Second, "every stored event at central", func() bool { return central.Prefix(t) >= newest })
+	central.Receipt(t, newest)
+	waitUntil(t, 10*time.Second, "buffer emptied by the receipt", func() bool { return s.d.queue.Stats().Depth == 0 })
+	n := len(s.waitDecisions(0, time.Second))
+	s.write(gs1Scan("LOT42", "AFTER"))
+	if ev := s.waitDecisions(n+1, 10*time.Second)[n]; ev.Reason != dock.ReasonOK {
+		t.Fatalf("scan after the receipt: %s", ev.Reason)
+	}
+	t.Logf("%d events stored before buffer_full with the broker up", stored)
+}
