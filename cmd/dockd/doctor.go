@@ -333,6 +333,7 @@ func (d *doctor) checkBroker(ctx context.Context) {
 	if receipts {
 		d.checkReceipts(res, err, pc)
 	}
+	d.checkStandbyBrokers(ctx, pc)
 }
 
 // ms formats a short duration in milliseconds with one decimal.

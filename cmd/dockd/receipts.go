@@ -6,6 +6,7 @@ package main
 // /metrics and the light.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -121,6 +122,27 @@ func (d *doctor) checkReceipts(res uplink.ProbeResult, err error, pc uplink.Prob
 		}
 	}
 	d.add("receipts", levelPass, detail, "")
+}
+
+// checkStandbyBrokers probes the failover brokers of mqtt.brokers (after the
+// first, which checkBroker probed) with the same credentials: one row each,
+// a warning when one cannot be used (the station runs on the others).
+func (d *doctor) checkStandbyBrokers(ctx context.Context, first uplink.ProbeConfig) {
+	for i, b := range d.cfg.MQTT.Brokers {
+		if i == 0 {
+			continue
+		}
+		pc := first
+		pc.Broker, pc.StatusTopic, pc.ReceiptsTopic = b, "", ""
+		check := fmt.Sprintf("failover broker %d", i+1)
+		res, err := uplink.Probe(ctx, pc)
+		if err != nil {
+			d.add(check, levelWarn, oneLine(errString(err)),
+				"the station fails over to "+b+" when the first broker is lost: make it reachable with the same credentials and ACL, or remove it from mqtt.brokers")
+			continue
+		}
+		d.add(check, levelPass, fmt.Sprintf("%s: connected in %s, round trip %s", b, ms(res.ConnectTime), ms(res.RoundTrip)), "")
+	}
 }
 
 // receiptAlarm watches for stalled receipts once per watch tick and logs

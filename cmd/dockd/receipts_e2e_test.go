@@ -346,3 +346,21 @@ func TestReceiptDeliveryBudgetCountsUnconfirmed(t *testing.T) {
 	}
 	t.Logf("%d events stored before buffer_full with the broker up", stored)
 }
+
+// dockd doctor probes every broker of mqtt.brokers: a standby that is down
+// is a warning (the station runs on the first).
+func TestDoctorFailoverBrokers(t *testing.T) {
+	dir := t.TempDir()
+	scanner := testkit.NewPTY(t)
+	a, b, c := testkit.StartMosquitto(t), testkit.StartMosquitto(t), testkit.StartMosquitto(t)
+	c.Stop()
+	importSample(t, dir)
+	path := filepath.Join(dir, "dockd.yaml")
+	y := regexp.MustCompile(`(?m)^  broker: .*$`).ReplaceAllString(stationConfig(dir, scanner.Path(), a.URL(), "virtual"),
+		fmt.Sprintf("  brokers: [%q, %q, %q]", a.URL(), b.URL(), c.URL()))
+	os.WriteFile(path, []byte(y), 0o600)
+	rep, _ := doctorJSON(t, []string{"--config", path, "--timeout", "2s"}, nil)
+	wantRow(t, rep, "broker round trip", levelPass, "", "")
+	wantRow(t, rep, "failover broker 2", levelPass, b.URL(), "")
+	wantRow(t, rep, "failover broker 3", levelWarn, "refused", "remove it from mqtt.brokers")
+}
