@@ -167,13 +167,25 @@ func TestReceiptDeliveryResendAfterKill9(t *testing.T) {
 	cfgPath := filepath.Join(dir, "dockd.yaml")
 	os.WriteFile(cfgPath, []byte(receiptYAML(stationConfig(dir, pty.Path(), broker.URL(), "virtual"), "1h", "2h")), 0o600)
 
+	status := testkit.NewSubscriber(t, broker.URL(), "dockd/v1/test-site/door-9/status")
+	// bufferDepth waits for a heartbeat status (every 1 s) made after
+	// now that shows depth.
+	bufferDepth := func(depth int) {
+		t.Helper()
+		since := time.Now()
+		status.WaitFor(t, func(ms []testkit.Message) bool {
+			var st Status
+			return len(ms) > 0 && json.Unmarshal(ms[len(ms)-1].Payload, &st) == nil && st.State == "online" &&
+				st.Time.After(since) && st.Buffer.Depth == depth
+		}, 20*time.Second)
+	}
 	p := startProc(t, cfgPath)
 	for i := 0; i < 10; i++ {
 		pty.Write([]byte(gs1Scan("LOT42", fmt.Sprintf("K%02d", i))))
 	}
 	central.Subs[0].WaitCount(t, 10, 20*time.Second)
 	central.Receipt(t, 4)
-	time.Sleep(1500 * time.Millisecond) // the receipt applied, checkpoint flushed
+	bufferDepth(6) // the receipt applied (past the custody checkpoint)
 	p.kill9()
 	before := central.Subs[0].Messages()
 
@@ -194,7 +206,7 @@ func TestReceiptDeliveryResendAfterKill9(t *testing.T) {
 		}
 	}
 	central.Receipt(t, 10)
-	time.Sleep(1500 * time.Millisecond)
+	bufferDepth(0)
 	p2.cmd.Process.Signal(syscall.SIGTERM)
 	<-p2.done
 	q, err = buffer.Open(filepath.Join(dir, "buffer.db"), buffer.Options{})
