@@ -85,7 +85,9 @@ func TestFleetSharedSubscriptionAcrossRestart(t *testing.T) {
 // killed with SIGKILL mid-run (it loses every session and queued message:
 // nothing was saved yet). Every appended event ends in PostgreSQL exactly
 // once. The same run with broker delivery is reported beside it: there the
-// kill loses events (it must lose some, or the comparison proves nothing).
+// kill loses whatever the broker held for the collector at that moment
+// (how much depends on how far behind the collector was; the deterministic
+// comparison, collector offline, is cmd/dockd's TestCollectProofBrokerKill).
 func TestFleetReceiptDeliveryBrokerKill(t *testing.T) {
 	var reps [2]Report
 	for i, delivery := range []string{"receipt", "broker"} {
@@ -111,7 +113,9 @@ func TestFleetReceiptDeliveryBrokerKill(t *testing.T) {
 	if !reps[0].OK() {
 		t.Errorf("receipt delivery: offered %d, stored %d, lost %d", reps[0].Appended, reps[0].Stored, reps[0].StoreLost)
 	}
-	if reps[1].StoreLost == 0 {
-		t.Errorf("broker delivery lost nothing across a broker kill -9: the comparison shows nothing")
+	if reps[1].Stored+reps[1].StoreLost != reps[1].Appended {
+		t.Errorf("broker delivery: stored %d + lost %d != offered %d", reps[1].Stored, reps[1].StoreLost, reps[1].Appended)
 	}
+	t.Logf("broker kill -9: receipt delivery lost %d of %d, broker delivery lost %d of %d",
+		reps[0].StoreLost, reps[0].Appended, reps[1].StoreLost, reps[1].Appended)
 }
