@@ -41,7 +41,7 @@ type CustodyEvent struct {
 	// Simulated marks a scan injected by a person (dockd simulate, the
 	// status page) instead of read by a reader; Reader is then always
 	// SimulatedReader.
-	Simulated bool `json:"simulated,omitempty"`
+	Simulated bool      `json:"simulated,omitempty"`
 	ID        string    `json:"id"`  // random 128-bit id, UUID form
 	Seq       uint64    `json:"seq"` // per-station, strictly increasing, assigned by the buffer
 	Site      string    `json:"site"`

@@ -10,9 +10,9 @@ import (
 	"embed"
 	"encoding/hex"
 	"encoding/json"
-	"html"
 	"errors"
 	"fmt"
+	"html"
 	"log/slog"
 	"net"
 	"net/http"
@@ -850,4 +850,3 @@ func isLoopbackAddr(a net.Addr) bool {
 	}
 	return false
 }
-
