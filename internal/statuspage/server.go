@@ -413,7 +413,10 @@ func (s *Server) localGuard(h http.Handler) http.Handler {
 			s.refuse(w, r, http.StatusForbidden, errBrowserOnSock)
 			return
 		}
-		pc, _ := r.Context().Value(peerCredKey{}).(peerCred)
+		pc, ok := r.Context().Value(peerCredKey{}).(peerCred)
+		if !ok {
+			pc.err = errors.New("no peer credentials on this connection")
+		}
 		if pc.err != nil || !localAllowed(pc) {
 			s.log.Warn("status page: request refused", "refused", errLocalPeer.Error(), "method", r.Method, "path", r.URL.Path,
 				"uid", pc.UID, "gid", pc.GID, "pid", pc.PID, "err", pc.err, "status", http.StatusForbidden)
