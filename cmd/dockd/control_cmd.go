@@ -83,7 +83,7 @@ func apiFlags(fs *flag.FlagSet) func() (*apiClient, error) {
 	return func() (*apiClient, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.Proxy = nil // the station is on this box or this LAN
-		if *url == "" {
+		if *url == "" || *sock != "" {
 			path := *sock
 			if path == "" {
 				path = controlSocketPath(*cfgPath)
