@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -108,6 +109,39 @@ func (d *daemon) setDirection(ctx context.Context, dir dock.Direction, rec audit
 	}
 	d.recordOperator(ctx, rec)
 	return nil
+}
+
+// errNoConfigFile: the station runs on a config that came from no file
+// (the demo), so there is nothing to reload.
+var errNoConfigFile = errors.New("this station's config came from no file: nothing to reload")
+
+// reloadAudited re-reads the config with reload and records the reload
+// (and the direction it turned the door to, if it did) for rec's actor.
+func (d *daemon) reloadAudited(ctx context.Context, rec auditRecord, reload func() error) error {
+	if reload == nil {
+		return errNoConfigFile
+	}
+	d.dirMu.Lock()
+	defer d.dirMu.Unlock()
+	prev := d.station.Direction()
+	if err := reload(); err != nil {
+		return err
+	}
+	rec.Action, rec.Detail = actReloadConfig, "config reloaded from "+d.opts.ConfigPath
+	if now := d.station.Direction(); now != prev {
+		rec.Previous = prev
+		rec.Detail += fmt.Sprintf("; direction %s (was %s)", now, prev)
+	}
+	d.recordOperator(ctx, rec)
+	return nil
+}
+
+// configReload is the daemon's reload function, nil without a config file.
+func (d *daemon) configReload() func() error {
+	if d.opts.ConfigPath == "" {
+		return nil
+	}
+	return d.reloadConfig
 }
 
 // recordAllowlistAck records an allowlist version central's update made

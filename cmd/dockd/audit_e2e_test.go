@@ -14,8 +14,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -129,11 +127,8 @@ func TestAuditTrailEveryPath(t *testing.T) {
 	if err := cmdSimulate(context.Background(), []string{"--socket", sock, "(01)09506000134352(10)LOT42(21)AUD-CLI"}, nil, &out, &out); err != nil {
 		t.Fatalf("dockd simulate: %v\n%s", err, out.String())
 	}
-	cli := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return net.Dial("unix", sock)
-	}}}
-	if code, body := doAPI(t, cli, "http://control-socket", apiReq{path: "/api/direction", body: `{"direction":"shipping"}`}); code != 200 {
-		t.Fatalf("direction on the control socket: %d %s", code, body)
+	if err := cmdDirection(context.Background(), []string{"--socket", sock, "shipping"}, &out, &out); err != nil {
+		t.Fatalf("dockd direction: %v\n%s", err, out.String())
 	}
 	if e := waitRecord(t, s, "CLI lamp test", isOp("light_test", "cli")); e.Actor != me {
 		t.Fatalf("CLI lamp test record %+v, want actor %s", e, me)
@@ -180,6 +175,13 @@ func TestAuditTrailEveryPath(t *testing.T) {
 			}
 		}
 	}
+	// dockd reload on the control socket (the file is unchanged now).
+	if err := cmdReload(context.Background(), []string{"--socket", sock}, &out, &out); err != nil {
+		t.Fatalf("dockd reload: %v\n%s", err, out.String())
+	}
+	if e := waitRecord(t, s, "CLI reload", isOp("reload_config", "cli")); e.Actor != me || e.PreviousDirection != "" {
+		t.Fatalf("CLI reload record %+v", e)
+	}
 	// A repeated command id is answered from the cache and changes nothing:
 	// no second record.
 	central(t, c, "light-test", cmdJSON("aud-lt", ""))
@@ -210,6 +212,7 @@ func TestAuditTrailEveryPath(t *testing.T) {
 		"direction/key_switch": 1, "acknowledge/button": 1, "direction/page": 1, "light_test/page": 1,
 		"light_test/cli": 1, "direction/cli": 1, "direction/mqtt": 1, "light_test/mqtt": 1,
 		"shipment_open/mqtt": 1, "shipment_close/mqtt": 1, "reload_config/mqtt": 1, "allowlist_activate/mqtt": 1,
+		"reload_config/cli": 1,
 	}
 	for k, n := range want {
 		if counts[k] != n {

@@ -64,17 +64,9 @@ func (x *daemonExecutor) ReloadConfig() error {
 	if x.reload == nil {
 		return fmt.Errorf("reload-config: %w", command.ErrUnsupported)
 	}
-	prev := x.d.station.Direction()
-	if err := x.reload(); err != nil {
+	if err := x.d.reloadAudited(context.Background(), x.audit.record(), x.reload); err != nil {
 		return fmt.Errorf("reloading the config: %w", err)
 	}
-	rec := x.audit.record()
-	rec.Action, rec.Detail = actReloadConfig, "config reloaded from "+x.d.opts.ConfigPath
-	if now := x.d.station.Direction(); now != prev {
-		rec.Previous = prev
-		rec.Detail += fmt.Sprintf("; direction %s (was %s)", now, prev)
-	}
-	x.d.recordOperator(context.Background(), rec)
 	x.refreshStatus()
 	return nil
 }

@@ -372,3 +372,57 @@ func cmdLoginLink(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fmt.Fprintf(stderr, "one-time link for %s, valid %d s; through an SSH tunnel (ssh -L PORT:127.0.0.1:PORT) open it on your side\n", res.For, res.Expires)
 	return nil
 }
+
+// cmdDirection is `dockd direction [receiving|shipping]`: switch the
+// running station's door (recorded with who ran it), or print the
+// direction without an argument.
+func cmdDirection(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("direction", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	client := apiFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	if fs.NArg() != 1 || !dock.Direction(fs.Arg(0)).Valid() {
+		return &exitError{2, errors.New("usage: dockd direction receiving|shipping [--socket PATH]")}
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	var res struct {
+		Direction dock.Direction `json:"direction"`
+		Previous  dock.Direction `json:"previous"`
+		By        string         `json:"by"`
+	}
+	if err := c.post(ctx, "/api/direction", statuspage.DirectionRequest{Direction: dock.Direction(fs.Arg(0))}, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "door %s (was %s), by %s\n", res.Direction, res.Previous, res.By)
+	return nil
+}
+
+// cmdReload is `dockd reload`: the running station re-reads its config
+// file and applies what can change without a restart (recorded with who
+// ran it); it says what needs a restart instead.
+func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	client := apiFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	var res struct {
+		Direction dock.Direction `json:"direction"`
+		By        string         `json:"by"`
+	}
+	if err := c.post(ctx, "/api/reload", struct{}{}, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "config reloaded (door %s), by %s\n", res.Direction, res.By)
+	return nil
+}

@@ -50,6 +50,13 @@ func (s *toolSource) SetDirection(d dock.Direction, a statuspage.Actor) error {
 	return nil
 }
 
+func (s *toolSource) ReloadConfig(a statuspage.Actor) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.actors = append(s.actors, a)
+	return nil
+}
+
 // Inject rejects anything mentioning LOT99 and refuses (not recorded) "FULL".
 func (s *toolSource) Inject(ctx context.Context, data []byte, tag bool, a statuspage.Actor) (dock.CustodyEvent, error) {
 	s.mu.Lock()

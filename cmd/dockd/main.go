@@ -66,6 +66,8 @@ Usage:
   dockd light test [--direct]        cycle every lamp and the buzzer (through the running station)
   dockd simulate [SCAN …]            inject scans into the running station (args or stdin), print each decision
   dockd login-link                   print a one-time link that signs a browser in to the status page
+  dockd direction receiving|shipping switch the running station's door (recorded with who did it)
+  dockd reload                       the running station re-reads its config file (what needs no restart)
   dockd decode [--rfid]              decode scans from stdin (one per line), print one JSON object per line
   dockd allowlist import|export|stats|lookup ...
   dockd trace --lot L | --serial S | --sscc X   what crossed this door, when, which way, with what decision
@@ -95,6 +97,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdTrace(ctx, rest, stdout, stderr)
 	case "light":
 		return cmdLight(ctx, rest, stdout, stderr)
+	case "direction":
+		return cmdDirection(ctx, rest, stdout, stderr)
+	case "reload":
+		return cmdReload(ctx, rest, stdout, stderr)
 	case "login-link":
 		return cmdLoginLink(ctx, rest, stdout, stderr)
 	case "simulate":

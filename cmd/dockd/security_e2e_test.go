@@ -182,6 +182,7 @@ func TestSecurityLocalAPIUnderAttack(t *testing.T) {
 		{"loopback, no credentials: direction", apiReq{path: "/api/direction", body: `{"direction":"shipping"}`}, 401, "sign in first"},
 		{"loopback, no credentials: simulate", apiReq{path: "/api/simulate", body: `{"data":"(01)09506000134352(10)LOT42","reader":"scanner-1"}`}, 401, "sign in first"},
 		{"loopback, no credentials: light test", apiReq{path: "/api/light-test", body: `{}`}, 401, "sign in first"},
+		{"loopback, no credentials: reload", apiReq{path: "/api/reload", body: `{}`}, 401, "sign in first"},
 		// DNS rebinding: a page on attacker.example whose name now resolves
 		// to 127.0.0.1 (directly or through ssh -L) sends its own Host and Origin.
 		{"DNS rebinding with a session", apiReq{path: "/api/direction", body: `{"direction":"shipping"}`,

@@ -149,6 +149,17 @@ func (s *statusSource) SetDirection(dir dock.Direction, a statuspage.Actor) erro
 	return nil
 }
 
+// ReloadConfig re-reads the config file for a (what can change without a
+// restart) and records it.
+func (s *statusSource) ReloadConfig(a statuspage.Actor) error {
+	if err := s.d.reloadAudited(context.Background(), actorRecord(a), s.d.configReload()); err != nil {
+		return err
+	}
+	s.d.refreshStatus()
+	s.notify()
+	return nil
+}
+
 // Inject runs a simulated scan for a: recorded under reader simulate,
 // marked simulated, with who asked (the station enforces all three).
 func (s *statusSource) Inject(ctx context.Context, data []byte, tag bool, a statuspage.Actor) (dock.CustodyEvent, error) {

@@ -25,6 +25,7 @@ func FuzzAPIHandlers(f *testing.F) {
 		{"POST", "/api/direction", "127.0.0.1", "", "application/json", "", "", "Basic dGVjaG5pY2lhbjp4", `{"direction":"receiving"}`},
 		{"PUT", "/api/../api/direction", "127.0.0.1", "", "application/json", "", "", "", `{}`},
 		{"POST", "/api/login-link", "127.0.0.1", "", "application/json", "", "", "", `{}`},
+		{"POST", "/api/reload", "127.0.0.1:8080", "http://127.0.0.1:8080", "application/json", "", "", "", `{}`},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.path, s.host, s.origin, s.ctype, s.csrf, s.cookie, s.auth, s.body)

@@ -342,6 +342,7 @@ func (s *Server) handler(local bool) http.Handler {
 	}
 	mux.Handle("POST /api/light-test", s.action(s.handleLightTest))
 	mux.Handle("POST /api/direction", s.action(s.handleDirection))
+	mux.Handle("POST /api/reload", s.action(s.handleReload))
 	mux.Handle("POST /api/simulate", s.action(s.handleSimulate))
 	if local {
 		mux.Handle("POST /api/login-link", s.action(s.handleLoginLink))
@@ -782,6 +783,16 @@ func (s *Server) handleDirection(w http.ResponseWriter, r *http.Request, a Actor
 	}
 	s.log.Info("status page action", "action", "set_direction", "who", a.Who, "via", a.Via, "peer", r.RemoteAddr, "from", old, "to", req.Direction)
 	writeJSON(w, http.StatusOK, map[string]any{"direction": req.Direction, "previous": old, "by": a.Who})
+}
+
+func (s *Server) handleReload(w http.ResponseWriter, r *http.Request, a Actor) {
+	if err := s.src.ReloadConfig(a); err != nil {
+		s.log.Error("status page action failed", "action", "reload_config", "who", a.Who, "err", err)
+		httpError(w, http.StatusConflict, fmt.Errorf("reload: %w", err))
+		return
+	}
+	s.log.Info("status page action", "action", "reload_config", "who", a.Who, "via", a.Via, "peer", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "by": a.Who, "direction": s.src.Snapshot().Direction})
 }
 
 // SimulateRequest is the body of POST /api/simulate: one scan as a reader

@@ -126,6 +126,13 @@ func (f *fakeSource) Inject(ctx context.Context, data []byte, tag bool, a Actor)
 	return ev, nil
 }
 
+func (f *fakeSource) ReloadConfig(a Actor) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.actors = append(f.actors, a)
+	return nil
+}
+
 func (f *fakeSource) lightTests() int { f.mu.Lock(); defer f.mu.Unlock(); return f.tests }
 
 // changes counts the state changes the source was asked for.

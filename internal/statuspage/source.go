@@ -11,7 +11,7 @@
 //
 // Reading (the page, GET /api/status, GET /api/events, GET /metrics) is open
 // unless Config.AuthReads is set. Nothing that changes state (POST
-// /api/light-test, /api/direction, /api/simulate, /logout) works without
+// /api/light-test, /api/direction, /api/reload, /api/simulate, /logout) works without
 // authentication, from anywhere, loopback included:
 //
 //   - a browser session (cookie), made by a one-time login link
@@ -59,6 +59,10 @@ type Source interface {
 	// SetDirection switches the door between receiving and shipping for a
 	// and records who did.
 	SetDirection(d dock.Direction, a Actor) error
+	// ReloadConfig re-reads the station's config file for a, applies what
+	// can change without a restart, and records who did; an error says why
+	// nothing was applied.
+	ReloadConfig(a Actor) error
 	// Inject runs data through the pipeline as a simulated scan (as an RFID
 	// EPC in hex when tag is true) asked for by a, and returns the custody
 	// event with its decision. The event is recorded like any other scan,
