@@ -13,11 +13,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/dockd/dockd/buffer"
 	"github.com/dockd/dockd/internal/allowlist"
+	"github.com/dockd/dockd/internal/config"
 	"github.com/dockd/dockd/internal/command"
 	"github.com/dockd/dockd/internal/dock"
 	"github.com/dockd/dockd/internal/statuspage"
@@ -198,6 +202,33 @@ func (c *commandAudit) record() auditRecord {
 		id = *p
 	}
 	return auditRecord{Actor: actorCentral, Via: viaMQTT, CommandID: id}
+}
+
+// recordOffline appends rec as an operator record to the buffer of a
+// stopped station (a tool that changed its state while it was down, e.g.
+// dockd allowlist import); the station delivers it when it runs again.
+func recordOffline(ctx context.Context, cfg config.Config, rec auditRecord) (uint64, error) {
+	q, err := buffer.Open(filepath.Join(cfg.StateDir, "buffer.db"), buffer.Options{MaxBytes: int64(cfg.Buffer.MaxBytes),
+		MaxAge: cfg.Buffer.MaxAge, AlarmFraction: cfg.Buffer.AlarmFraction, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return 0, fmt.Errorf("recording %s in the event buffer: %w", rec.Action, err)
+	}
+	defer q.Close()
+	ev := dock.CustodyEvent{
+		Schema: dock.OperatorEventSchema, Kind: "operator", Action: rec.Action, ID: dock.NewEventID(),
+		Site: cfg.Station.Site, Station: cfg.Station.ID, Door: cfg.Station.Door,
+		Direction: cfg.Station.Direction, Time: time.Now().UTC(), ClockSynced: clockSynced(),
+		Actor: rec.Actor, Via: rec.Via, AllowlistVersion: rec.AllowlistVersion, Decision: dock.Decision{Detail: rec.Detail},
+	}
+	seq, err := q.Append(ctx, func(seq uint64) ([]byte, error) {
+		e := ev
+		e.Seq = seq
+		return json.Marshal(&e)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("recording %s in the event buffer: %w", rec.Action, err)
+	}
+	return seq, nil
 }
 
 // actorRecord is the audit record of a status page or control socket

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -227,5 +228,29 @@ func TestAuditTrailEveryPath(t *testing.T) {
 		if strings.HasPrefix(e.Serial, "AUD-") && (!e.Simulated || e.Reader != dock.SimulatedReader || e.Actor == "") {
 			t.Fatalf("simulated scan %+v", e)
 		}
+	}
+}
+
+// dockd allowlist import runs while the station is stopped; the version it
+// activates is an operator record in the station's buffer, delivered when
+// the station runs again.
+func TestAuditAllowlistImportWhileStopped(t *testing.T) {
+	var out, errb bytes.Buffer
+	s := startStationWith(t, func(dir, y string) string {
+		cfg := filepath.Join(dir, "stopped.yaml")
+		csv := filepath.Join(dir, "list.csv")
+		os.WriteFile(cfg, []byte(y), 0o600)
+		os.WriteFile(csv, []byte("gtin,lot,status\n"+demoGTIN+",OFF1,released\n"), 0o600)
+		if err := cmdAllowlist(context.Background(), []string{"import", "--config", cfg, "--version", "v-offline", csv}, &out, &errb); err != nil {
+			t.Fatalf("allowlist import: %v\n%s", err, errb.String())
+		}
+		if !strings.Contains(errb.String(), "recorded as operator event") {
+			t.Fatalf("import did not record itself: %s", errb.String())
+		}
+		return y
+	})
+	e := waitRecord(t, s, "the offline import", func(e dock.CustodyEvent) bool { return e.Action == "allowlist_activate" })
+	if e.Via != "cli" || e.Actor != statuspage.LocalName(uint32(os.Getuid())) || e.AllowlistVersion != "v-offline" || e.Station != "test-site-door-9" {
+		t.Fatalf("offline import record %+v", e)
 	}
 }
