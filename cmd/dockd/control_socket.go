@@ -23,6 +23,12 @@ func (d *daemon) openControlSocket() error {
 	if path == "" {
 		return nil
 	}
+	if len(path) > 107 && d.cfg.Status.Socket == "" {
+		// Longer than a Unix socket address can be (a deep state_dir): the
+		// tools will not find the station; say so, but run.
+		d.log.Warn("control socket off: its default path is too long for a Unix socket; set status.socket", "path", path)
+		return nil
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return fmt.Errorf("control socket: creating %s: %w", filepath.Dir(path), err)
 	}
@@ -53,6 +59,9 @@ func (d *daemon) openControlSocket() error {
 func (d *daemon) servePage(ctx context.Context) error {
 	if d.ctlLn == nil {
 		return d.page.Serve(ctx, d.pageLn)
+	}
+	if d.pageLn == nil {
+		return d.page.ServeLocal(ctx, d.ctlLn)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -188,7 +188,7 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 			return nil, err
 		}
 	}
-	if cfg.Status.Addr != "" {
+	if cfg.Status.Addr != "" || cfg.Status.ControlSocket(cfg.StateDir) != "" {
 		if err := d.openStatusPage(); err != nil {
 			return nil, err
 		}
@@ -215,11 +215,13 @@ func (d *daemon) openStatusPage() error {
 	if d.up != nil {
 		d.up.OnAck(metrics.ObservePublishLatency)
 	}
-	ln, err := net.Listen("tcp", d.cfg.Status.Addr)
-	if err != nil {
-		return fmt.Errorf("status page: listening on %s (change status.addr, or empty it to turn the page off): %w", d.cfg.Status.Addr, err)
+	if d.cfg.Status.Addr != "" { // else only the control socket serves the API
+		ln, err := net.Listen("tcp", d.cfg.Status.Addr)
+		if err != nil {
+			return fmt.Errorf("status page: listening on %s (change status.addr, or empty it to turn the page off): %w", d.cfg.Status.Addr, err)
+		}
+		d.pageLn = ln
 	}
-	d.pageLn = ln
 	if err := d.openControlSocket(); err != nil {
 		return err
 	}

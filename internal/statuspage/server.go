@@ -768,11 +768,11 @@ type DirectionRequest struct {
 func (s *Server) handleDirection(w http.ResponseWriter, r *http.Request, a Actor) {
 	var req DirectionRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		httpError(w, http.StatusBadRequest, fmt.Errorf("reading direction request: %w", err))
+		s.refuse(w, r, http.StatusBadRequest, fmt.Errorf("reading direction request: %w", err))
 		return
 	}
 	if !req.Direction.Valid() {
-		httpError(w, http.StatusBadRequest, fmt.Errorf("direction %q: want receiving or shipping", req.Direction))
+		s.refuse(w, r, http.StatusBadRequest, fmt.Errorf("direction %q: want receiving or shipping", req.Direction))
 		return
 	}
 	old := s.src.Snapshot().Direction
@@ -809,7 +809,7 @@ type SimulateRequest struct {
 func (s *Server) handleSimulate(w http.ResponseWriter, r *http.Request, a Actor) {
 	var req SimulateRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		httpError(w, http.StatusBadRequest, fmt.Errorf("reading simulate request: %w", err))
+		s.refuse(w, r, http.StatusBadRequest, fmt.Errorf("reading simulate request: %w", err))
 		return
 	}
 	if req.Reader != "" && req.Reader != DefaultSimulate {
@@ -820,7 +820,7 @@ func (s *Server) handleSimulate(w http.ResponseWriter, r *http.Request, a Actor)
 		data, req.Tag = data[4:], true
 	}
 	if data == "" {
-		httpError(w, http.StatusBadRequest, errors.New("simulate: empty scan"))
+		s.refuse(w, r, http.StatusBadRequest, errors.New("simulate: empty scan"))
 		return
 	}
 	ctx, cancel := s.actionCtx()
