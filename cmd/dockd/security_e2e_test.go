@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -296,7 +297,7 @@ func TestSecuritySimulatedScansCannotForgeAReader(t *testing.T) {
 // user's effective uid and gid (thread-local raw system calls; the thread
 // is discarded afterwards), so the kernel's socket table and SO_PEERCRED
 // name that user. Needs root, as CI has.
-func dialAs(t *testing.T, uid, gid int, network, addr string) (net.Conn, error) {
+func dialAs(t *testing.T, uid, gid int, network, addr string, groups ...uint32) (net.Conn, error) {
 	t.Helper()
 	type res struct {
 		c   net.Conn
@@ -305,7 +306,11 @@ func dialAs(t *testing.T, uid, gid int, network, addr string) (net.Conn, error) 
 	ch := make(chan res, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-		if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
+		var list uintptr
+		if len(groups) > 0 {
+			list = uintptr(unsafe.Pointer(&groups[0]))
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), list, 0); e != 0 {
 			ch <- res{err: fmt.Errorf("setgroups: %w", e)}
 			return
 		}
@@ -429,6 +434,15 @@ func TestSecurityControlSocket(t *testing.T) {
 	code, body = doAPI(t, root, "http://control-socket", apiReq{path: "/api/direction", body: `{"direction":"shipping"}`, origin: "http://evil.example"})
 	if code != http.StatusForbidden {
 		t.Fatalf("browser request on the control socket: %d %s", code, body)
+	}
+	// A member of the station's group (supplementary, as a technician added
+	// to group dockd is) is admitted, and named.
+	member := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return dialAs(t, 65534, 65534, "unix", sock, uint32(os.Getegid()))
+	}}}
+	code, body = doAPI(t, member, "http://control-socket", apiReq{path: "/api/direction", body: `{"direction":"receiving"}`})
+	if code != http.StatusOK || !strings.Contains(body, "uid=65534") {
+		t.Fatalf("group member on the control socket: %d %s", code, body)
 	}
 	if after := s.state(); after != before {
 		t.Fatalf("refused socket requests changed the station: %+v → %+v", before, after)

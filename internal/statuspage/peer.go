@@ -15,6 +15,7 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -79,7 +80,10 @@ func procAddr(ap netip.AddrPort) string {
 type peerCred struct {
 	PID      int32
 	UID, GID uint32
-	err      error
+	// Groups are the peer's supplementary groups (SO_PEERGROUPS, Linux
+	// 4.13+); nil when the kernel could not say.
+	Groups []uint32
+	err    error
 }
 
 type peerCredKey struct{}
@@ -98,6 +102,9 @@ func withPeerCred(ctx context.Context, c net.Conn) context.Context {
 					return
 				}
 				pc = peerCred{PID: cred.Pid, UID: cred.Uid, GID: cred.Gid}
+				if g, err := peerGroups(fd); err == nil {
+					pc.Groups = g
+				}
 			})
 			if cerr != nil {
 				pc.err = cerr
@@ -109,13 +116,41 @@ func withPeerCred(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, peerCredKey{}, pc)
 }
 
+// peerGroups reads SO_PEERGROUPS: the supplementary groups the peer had
+// when it connected.
+func peerGroups(fd uintptr) ([]uint32, error) {
+	buf := make([]uint32, 64)
+	for {
+		n := uint32(len(buf) * 4)
+		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
+		if e == unix.ERANGE && int(n/4) > len(buf) {
+			buf = make([]uint32, n/4)
+			continue
+		}
+		if e != 0 {
+			return nil, e
+		}
+		return buf[:n/4], nil
+	}
+}
+
 // localAllowed reports whether a peer may use the control socket: root,
 // the station's own user, or a member of the station's group (primary, or
-// supplementary as /proc/PID/status lists them when it is readable).
+// supplementary as SO_PEERGROUPS or, failing that, /proc/PID/status list
+// them; under systemd's ProtectProc only the former can be read).
 func localAllowed(pc peerCred) bool {
 	euid, egid := uint32(os.Geteuid()), uint32(os.Getegid())
 	if pc.UID == 0 || pc.UID == euid || pc.GID == egid {
 		return true
+	}
+	if pc.Groups != nil {
+		for _, g := range pc.Groups {
+			if g == egid {
+				return true
+			}
+		}
+		return false
 	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pc.PID))
 	if err != nil {
