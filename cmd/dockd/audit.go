@@ -21,8 +21,8 @@ import (
 
 	"github.com/dockd/dockd/buffer"
 	"github.com/dockd/dockd/internal/allowlist"
-	"github.com/dockd/dockd/internal/config"
 	"github.com/dockd/dockd/internal/command"
+	"github.com/dockd/dockd/internal/config"
 	"github.com/dockd/dockd/internal/dock"
 	"github.com/dockd/dockd/internal/statuspage"
 )
