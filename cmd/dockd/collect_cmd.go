@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dockd/dockd/internal/collector"
+	"github.com/dockd/dockd/uplink"
 )
 
 const collectUsage = `dockd collect — central's collector: events from the broker into PostgreSQL, receipts back
@@ -27,6 +28,7 @@ const collectUsage = `dockd collect — central's collector: events from the bro
 Usage:
   dockd collect run --broker URL [--broker URL2 …] --db postgres://… [--name N]
                     [--share | --partition k/n] [--http 127.0.0.1:PORT]
+                    [--username central --password-file F] [--ca-file CA [--cert-file C --key-file K]]
   dockd collect trace --db postgres://… --lot L | --serial S | --sscc X [--gtin G] [--json]
 
 run    subscribe (persistent session, QoS 1) to dockd/v1/+/+/events, store each event
@@ -87,6 +89,11 @@ func cmdCollectRun(ctx context.Context, args []string, stderr io.Writer) error {
 	prefix := fs.String("prefix", collector.DefaultPrefix, "topic root")
 	share := fs.Bool("share", false, "subscribe through $share/dockd-collect/… (only on brokers that keep shared subscriptions in persistent sessions)")
 	part := fs.String("partition", "", "k/n: store only the doors hashing to partition k of n (scale out on Mosquitto)")
+	user := fs.String("username", "", "MQTT user name (e.g. central, see firmware-config/mosquitto-acl.example)")
+	pwFile := fs.String("password-file", "", "file holding the MQTT password")
+	caFile := fs.String("ca-file", "", "CA certificate (PEM) to verify an ssl:// broker")
+	certFile := fs.String("cert-file", "", "client certificate (PEM) for mutual TLS")
+	keyFile := fs.String("key-file", "", "client key (PEM) for mutual TLS")
 	httpAddr := fs.String("http", "", "serve GET /trace on this address, e.g. 127.0.0.1:8080")
 	batch := fs.Int("batch", 1000, "most events per transaction")
 	logFormat := fs.String("log-format", "text", "text or json")
@@ -96,7 +103,21 @@ func cmdCollectRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if len(brokers) == 0 || *db == "" {
 		return &exitError{2, errors.New("collect run: --broker and --db are required")}
 	}
-	cfg := collector.Config{Brokers: brokers, DB: *db, Name: *name, Prefix: *prefix, Share: *share, MaxBatch: *batch}
+	cfg := collector.Config{Brokers: brokers, DB: *db, Name: *name, Prefix: *prefix, Share: *share, MaxBatch: *batch, Username: *user}
+	if *pwFile != "" {
+		pw, err := os.ReadFile(*pwFile)
+		if err != nil {
+			return fmt.Errorf("collect run: --password-file: %w", err)
+		}
+		cfg.Password = strings.TrimRight(string(pw), "\r\n")
+	}
+	if *caFile != "" || *certFile != "" {
+		tc, err := uplink.TLSConfig(*caFile, *certFile, *keyFile, "")
+		if err != nil {
+			return fmt.Errorf("collect run: TLS: %w", err)
+		}
+		cfg.TLS = tc
+	}
 	if *part != "" {
 		k, n, ok := strings.Cut(*part, "/")
 		var err1, err2 error

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,8 +39,13 @@ const (
 
 // Config is what a collector needs. Brokers and DB are required.
 type Config struct {
-	// Brokers are MQTT broker URLs (tcp://host:port), tried in order.
+	// Brokers are MQTT broker URLs (tcp://host:port, ssl://host:port),
+	// tried in order.
 	Brokers []string
+	// Username and Password authenticate to the broker (the shipped ACL
+	// example's user "central"); TLS, when set, is used for ssl:// URLs.
+	Username, Password string
+	TLS                *tls.Config
 	// DB is a PostgreSQL connection string (postgres://user@host:port/db).
 	DB string
 	// Name identifies this collector: in its MQTT client id (so its
@@ -230,6 +236,12 @@ func (c *Collector) Run(ctx context.Context) error {
 		})
 	for _, b := range c.cfg.Brokers {
 		opts.AddBroker(b)
+	}
+	if c.cfg.Username != "" {
+		opts.SetUsername(c.cfg.Username).SetPassword(c.cfg.Password)
+	}
+	if c.cfg.TLS != nil {
+		opts.SetTLSConfig(c.cfg.TLS)
 	}
 	opts.SetDefaultPublishHandler(c.handler(ctx))
 	cli := mqtt.NewClient(opts)
