@@ -517,3 +517,49 @@ func TestCollectNATSClusterMemberKill(t *testing.T) {
 	assertExactlyOnce(t, pg, stations, n)
 	t.Logf("collector stats: received %d, inserted %d, duplicates %d", c.Stats().Received.Load(), c.Stats().Inserted.Load(), c.Stats().Duplicates.Load())
 }
+
+// TestCollectBackpressureNeverDrops: a tiny queue (2) and batch (3), a
+// broker that pushes without an in-flight limit, and the database
+// read-only while 300 events arrive: the queue fills, the MQTT receive
+// path blocks (paho may even lose the connection over it and get the
+// unacknowledged messages again), and once the database is writable every
+// event is stored exactly once.
+func TestCollectBackpressureNeverDrops(t *testing.T) {
+	mq := testkit.StartMosquitto(t, testkit.WithMosqConfig("max_inflight_messages 0"))
+	pg := testkit.StartPostgres(t)
+	rc := watchReceipts(t, mq.URL())
+	c, _ := runCollector(t, Config{Brokers: []string{mq.URL()}, DB: pg.DSN(), QueueSize: 2, MaxBatch: 3})
+	pg.SetReadOnly(true)
+	stations := []fakeStation{newFake("bp", "1"), newFake("bp", "2"), newFake("bp", "3")}
+	pub := newPublisher(t, mq.URL())
+	const n = 100
+	for seq := uint64(1); seq <= n; seq++ {
+		for _, f := range stations {
+			pub.publish(f.topic(), f.event(seq))
+		}
+	}
+	waitUntilTrue(t, 20*time.Second, "the queue full", func() bool { return len(c.queue) == cap(c.queue) })
+	time.Sleep(500 * time.Millisecond)
+	if got := pg.QueryInt(`SELECT count(*) FROM events`); got != 0 {
+		t.Fatalf("%d rows on a read-only database", got)
+	}
+	pg.SetReadOnly(false)
+	for _, f := range stations {
+		rc.waitUpto(t, f, n, 60*time.Second)
+	}
+	assertExactlyOnce(t, pg, stations, n)
+	if got := pg.QueryInt(`SELECT count(*) FROM dead_letter`); got != 0 {
+		t.Fatalf("%d dead letters", got)
+	}
+}
+
+func waitUntilTrue(t *testing.T, timeout time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
