@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -205,7 +207,8 @@ func TestCollectDatabaseDown(t *testing.T) {
 	mq := testkit.StartMosquitto(t)
 	pg := testkit.StartPostgres(t)
 	rc := watchReceipts(t, mq.URL())
-	c, _ := runCollector(t, Config{Brokers: []string{mq.URL()}, DB: pg.DSN()})
+	logs := &lockedBuffer{}
+	c, _ := runCollector(t, Config{Brokers: []string{mq.URL()}, DB: pg.DSN(), Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	pub := newPublisher(t, mq.URL())
 	f := newFake("s", "d")
 	for seq := uint64(1); seq <= 50; seq++ {
@@ -230,6 +233,84 @@ func TestCollectDatabaseDown(t *testing.T) {
 	pg.Start()
 	rc.waitUpto(t, f, 150, 30*time.Second)
 	assertExactlyOnce(t, pg, []fakeStation{f}, 150)
+	// Many retries, one log line each way.
+	if down, up := strings.Count(logs.String(), `msg="collector: database unavailable`), strings.Count(logs.String(), `msg="collector: database available again`); down != 1 || up != 1 {
+		t.Fatalf("logged unavailable %d times and available again %d times, want once each:\n%s", down, up, logs.String())
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestMigrateConcurrently: collectors starting together apply each
+// migration once; a second run is a no-op.
+func TestMigrateConcurrently(t *testing.T) {
+	pg := testkit.StartPostgres(t)
+	pool := poolFor(t, pg)
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		go func() { errs <- Migrate(context.Background(), pool) }()
+	}
+	for i := 0; i < 4; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Migrate(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	if got := pg.QueryInt(`SELECT count(*) FROM schema_migrations`); got != int64(SchemaVersion()) {
+		t.Fatalf("%d migrations recorded, want %d", got, SchemaVersion())
+	}
+}
+
+// TestCollectPartitions: two collectors, partitions 0/2 and 1/2, each on
+// its own persistent subscription: every door's events are stored once,
+// by the partition its SITE/DOOR hashes to, and both partitions work.
+func TestCollectPartitions(t *testing.T) {
+	mq := testkit.StartMosquitto(t)
+	pg := testkit.StartPostgres(t)
+	rc := watchReceipts(t, mq.URL())
+	runCollector(t, Config{Brokers: []string{mq.URL()}, DB: pg.DSN(), Name: "p0", Partition: 0, Partitions: 2})
+	runCollector(t, Config{Brokers: []string{mq.URL()}, DB: pg.DSN(), Name: "p1", Partition: 1, Partitions: 2})
+	pub := newPublisher(t, mq.URL())
+	var stations []fakeStation
+	for i := 0; i < 8; i++ {
+		stations = append(stations, newFake("part", fmt.Sprintf("door-%d", i)))
+	}
+	const n = 10
+	for seq := uint64(1); seq <= n; seq++ {
+		for _, f := range stations {
+			pub.publish(f.topic(), f.event(seq))
+		}
+	}
+	for _, f := range stations {
+		rc.waitUpto(t, f, n, 30*time.Second)
+	}
+	assertExactlyOnce(t, pg, stations, n)
+	for _, f := range stations {
+		want := fmt.Sprintf("p%d", PartitionOf(DefaultPrefix, f.topic(), 2))
+		if got := pg.QueryInt(`SELECT count(*) FROM events WHERE station = $1 AND collector = $2`, f.station, want); got != n {
+			t.Fatalf("%s: %d rows written by %s, want all %d", f.station, got, want, n)
+		}
+	}
+	if p0 := pg.QueryInt(`SELECT count(*) FROM events WHERE collector = 'p0'`); p0 == 0 || p0 == int64(len(stations)*n) {
+		t.Fatalf("partition 0 wrote %d of %d rows: the hash does not split these doors", p0, len(stations)*n)
+	}
 }
 
 // TestCollectReadOnlyDatabase: a read-only PostgreSQL
