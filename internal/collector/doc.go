@@ -27,6 +27,12 @@
 //     receipts exactly what is stored. Every station with a record in a
 //     committed batch gets a receipt, duplicates included: a station
 //     resending is a station that missed one.
+//   - A station id is bound to the SITE/DOOR it was first heard on, and
+//     a (station, seq) to the id first stored for it. A box re-provisioned
+//     with an old station id (its seqs start again at 1) therefore gets
+//     dead letters ("… is already stored with id …") and no receipts: in
+//     receipt mode it keeps its events and raises its alarm until someone
+//     gives it a new station id. Nothing stored is overwritten.
 //   - Bad input never stops the collector and never blocks other
 //     stations' events: a message that is not a valid record of the
 //     contract (unparseable, unknown schema, a topic or station that does
