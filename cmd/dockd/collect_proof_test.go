@@ -232,14 +232,17 @@ func TestCollectProofNATSCluster(t *testing.T) {
 		return pg.QueryInt(`SELECT coalesce(sum(upto), 0) FROM stations WHERE station LIKE 'test-site-%'`) == int64(len(stations)*before)
 	})
 	status := testkit.NewSubscriber(t, u[2], "dockd/v1/test-site/door-8/status")
+	t.Logf("first %d events of each station receipted; killing member 0", before)
 	nc.Nodes[0].Kill() // door-8's member
 	for _, s := range stations {
 		s.scan(t, "b", after)
 	}
+	t.Logf("scanned %d more at each station", after)
 	total := int64(len(stations) * (before + after))
-	waitUntil(t, 120*time.Second, "every event stored and receipted after the member kill", func() bool {
+	waitUntil(t, 240*time.Second, "every event stored and receipted after the member kill", func() bool {
 		return pg.QueryInt(`SELECT coalesce(sum(upto), 0) FROM stations WHERE station LIKE 'test-site-%'`) == total
 	})
+	t.Logf("all stored and receipted")
 	c := countStored(t, pg, stations, lc.c.Stats().Duplicates.Load())
 	t.Logf("NATS member kill: offered %d, stored %d, lost %d, duplicates suppressed %d", c.offered, c.stored, c.lost, c.duplicates)
 	if c.lost != 0 || int64(c.stored) != total {

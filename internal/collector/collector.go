@@ -70,6 +70,11 @@ type Config struct {
 	// MaxBatch bounds the messages written in one transaction (default
 	// 1000).
 	MaxBatch int
+	// ReceiptInterval is how often receipts go out (default 250 ms): each
+	// commit's receipts are merged per station (the highest upto wins) and
+	// published at the next tick, so a busy station gets at most one
+	// receipt per interval however many batches carried its events.
+	ReceiptInterval time.Duration
 	// Logger receives state changes (default slog.Default()).
 	Logger *slog.Logger
 	// Hook, when set, is called at each Point (tests make the process
@@ -96,7 +101,8 @@ type Collector struct {
 	queue chan *item
 	stats Stats
 
-	subscribed     chan struct{} // closed at the first SUBACK
+	receipts       chan []stationReceipt // committed batches' receipts, to receiptLoop
+	subscribed     chan struct{}         // closed at the first SUBACK
 	subscribedOnce sync.Once
 
 	mu      sync.Mutex
@@ -151,7 +157,10 @@ func New(cfg Config) (*Collector, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Collector{cfg: cfg, log: cfg.Logger.With("collector", cfg.Name), queue: make(chan *item, cfg.QueueSize), subscribed: make(chan struct{})}, nil
+	if cfg.ReceiptInterval <= 0 {
+		cfg.ReceiptInterval = 250 * time.Millisecond
+	}
+	return &Collector{receipts: make(chan []stationReceipt, 16), cfg: cfg, log: cfg.Logger.With("collector", cfg.Name), queue: make(chan *item, cfg.QueueSize), subscribed: make(chan struct{})}, nil
 }
 
 // Stats returns the collector's running totals.
@@ -251,8 +260,61 @@ func (c *Collector) Run(ctx context.Context) error {
 	cli.Connect() // retries in the background (ConnectRetry)
 	defer cli.Disconnect(250)
 
+	rctx, stopReceipts := context.WithCancel(context.WithoutCancel(ctx))
+	receiptsDone := make(chan struct{})
+	go func() {
+		defer close(receiptsDone)
+		c.receiptLoop(rctx)
+	}()
 	c.write(ctx, pool)
+	stopReceipts() // publishes what is pending, then returns
+	<-receiptsDone
 	return nil
+}
+
+// receiptLoop owns the receipts waiting to go out: it merges what the
+// writer hands it per station and publishes at every ReceiptInterval tick,
+// and once more when ctx ends.
+func (c *Collector) receiptLoop(ctx context.Context) {
+	pending := map[string]stationReceipt{}
+	merge := func(rs []stationReceipt) {
+		for _, r := range rs {
+			if p, ok := pending[r.Station]; !ok || r.Upto >= p.Upto {
+				pending[r.Station] = r
+			}
+		}
+	}
+	flush := func() {
+		if len(pending) == 0 {
+			return
+		}
+		rs := make([]stationReceipt, 0, len(pending))
+		for _, r := range pending {
+			rs = append(rs, r)
+		}
+		clear(pending)
+		c.publishReceipts(rs)
+	}
+	tick := time.NewTicker(c.cfg.ReceiptInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case rs := <-c.receipts:
+			merge(rs)
+		case <-tick.C:
+			flush()
+		case <-ctx.Done():
+			for {
+				select {
+				case rs := <-c.receipts:
+					merge(rs)
+				default:
+					flush()
+					return
+				}
+			}
+		}
+	}
 }
 
 func (c *Collector) onConnect(cli mqtt.Client) {
@@ -372,7 +434,13 @@ func (c *Collector) write(ctx context.Context, pool *pgxpool.Pool) {
 		c.stats.Inserted.Add(int64(res.Inserted))
 		c.stats.Duplicates.Add(int64(res.Duplicates))
 		c.stats.DeadLetters.Add(int64(res.DeadLetters))
-		c.publishReceipts(res.Receipts)
+		if len(res.Receipts) > 0 {
+			select {
+			case c.receipts <- res.Receipts: // committed: may be published
+			case <-ctx.Done():
+				return
+			}
+		}
 		c.answerProbes(ctx, pool, batch)
 	}
 }
@@ -511,11 +579,11 @@ type Receipt struct {
 	Collector string `json:"collector"`
 }
 
-// publishReceipts sends one receipt per station whose records were in the
-// committed batch (duplicates included: a station resending is telling us
-// it lost the earlier receipt). QoS 1, not retained, not waited for: a
-// lost receipt is replaced by the next one, and a station that hears none
-// resends, which triggers a new one.
+// publishReceipts sends the given receipts: every station whose records
+// were in a committed batch gets one (duplicates included: a station
+// resending is telling us it lost the earlier receipt). QoS 1, not
+// retained, not waited for: a lost receipt is replaced by the next one,
+// and a station that hears none resends, which triggers a new one.
 func (c *Collector) publishReceipts(rs []stationReceipt) {
 	c.mu.Lock()
 	cli := c.cli

@@ -26,7 +26,9 @@
 //     the station's row lock, so a restarted collector — or a second one —
 //     receipts exactly what is stored. Every station with a record in a
 //     committed batch gets a receipt, duplicates included: a station
-//     resending is a station that missed one.
+//     resending is a station that missed one. Receipts are merged per
+//     station and sent every Config.ReceiptInterval (250 ms), so a busy
+//     station gets at most a few per second, not one per batch.
 //   - A station id is bound to the SITE/DOOR it was first heard on, and
 //     a (station, seq) to the id first stored for it. A box re-provisioned
 //     with an old station id (its seqs start again at 1) therefore gets
