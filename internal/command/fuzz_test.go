@@ -17,14 +17,20 @@ import (
 // topic.
 func FuzzHandle(f *testing.F) {
 	for _, tc := range parseCases {
-		f.Add(tc.cmd, []byte(tc.payload))
+		f.Add(tc.cmd, []byte(tc.payload), false)
 	}
-	f.Add("set-direction", []byte(`{"schema":"dockd.command/1","id":"a","args":{"direction":"shipping","direction":"x"}}`))
-	f.Add("open-shipment", []byte(`{"schema":"dockd.command/1","id":"a","args":{"shipment":"\u0000"}}`))
-	f.Fuzz(func(t *testing.T, name string, payload []byte) {
-		h := NewHandler(Config{Topics: topics, Station: "s1-d1", Log: quiet, Exec: newFake(), CacheSize: 4, Timeout: time.Second})
+	f.Add("set-direction", []byte(`{"schema":"dockd.command/1","id":"a","args":{"direction":"shipping","direction":"x"}}`), false)
+	f.Add("open-shipment", []byte(`{"schema":"dockd.command/1","id":"a","args":{"shipment":"\u0000"}}`), false)
+	f.Add("light-test", []byte(`{"schema":"dockd.command/1","id":"a","issued_at":"2020-01-01T00:00:00Z","ttl_s":5}`), false)
+	f.Add("light-test", []byte(`{"schema":"dockd.command/1","id":"a","id":"b"}`), true)
+	f.Fuzz(func(t *testing.T, name string, payload []byte, retained bool) {
+		x := newFake()
+		h := NewHandler(Config{Topics: topics, Station: "s1-d1", Log: quiet, Exec: x, CacheSize: 4, Timeout: time.Second, MaxPayload: 512})
 		topic := topics.Base() + "/cmd/" + name
-		rt, rb := h.Handle(context.Background(), topic, payload)
+		rt, rb := h.HandleMessage(context.Background(), Message{Topic: topic, Payload: payload, Retained: retained})
+		if retained && x.total() != 0 {
+			t.Fatalf("a retained command ran")
+		}
 		if _, ok := topics.CommandName(topic); !ok {
 			if rt != "" {
 				t.Fatalf("answered a foreign topic %q", topic)
@@ -41,7 +47,7 @@ func FuzzHandle(f *testing.F) {
 			t.Fatalf("reply violates the schema: %v\n%s", err, rb)
 		}
 		// A second delivery gets the same bytes.
-		if _, again := h.Handle(context.Background(), topic, payload); !strings.HasSuffix(rt, contract.InvalidReplyID) && string(again) != string(rb) {
+		if _, again := h.HandleMessage(context.Background(), Message{Topic: topic, Payload: payload, Retained: retained}); !retained && !strings.HasSuffix(rt, contract.InvalidReplyID) && string(again) != string(rb) {
 			t.Fatalf("redelivery got another reply:\n%s\n%s", rb, again)
 		}
 	})
