@@ -63,6 +63,8 @@ mqtt:
   in_flight: 16
   keep_alive: 2s
   ack_timeout: 2s
+allowlist:
+  allow_unsigned: true
 status:
   addr: 127.0.0.1:0
 log:

@@ -7,6 +7,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -56,6 +58,10 @@ type provPlan struct {
 	ActiveLow                                  bool
 	Broker, Username, PasswordFile             string
 	CAFile, CertFile, KeyFile                  string
+	// AllowlistKey is central's Ed25519 public key (base64) that signs
+	// allowlist updates; AllowUnsigned accepts unsigned ones instead.
+	AllowlistKey  string
+	AllowUnsigned bool
 }
 
 // mqttTLSKeys reports whether this build's config schema has the mqtt TLS
@@ -120,6 +126,12 @@ func (p provPlan) yaml() string {
 			fmt.Fprintf(&b, "  %s: %s\n", kv.k, q(kv.v))
 		}
 	}
+	switch {
+	case p.AllowlistKey != "":
+		fmt.Fprintf(&b, "\nallowlist:\n  public_key: %s   # central's Ed25519 key: only updates signed with it are accepted\n", q(p.AllowlistKey))
+	case p.AllowUnsigned:
+		fmt.Fprintf(&b, "\nallowlist:\n  allow_unsigned: true   # unsigned updates from central are accepted (dockd doctor warns)\n")
+	}
 	return b.String()
 }
 
@@ -146,6 +158,12 @@ func (p provPlan) summary(w io.Writer, path string, exists bool, owner string) {
 			fmt.Fprintf(w, ", TLS ca=%s cert=%s key=%s", p.CAFile, p.CertFile, p.KeyFile)
 		}
 		fmt.Fprintln(w)
+		switch {
+		case p.AllowlistKey != "":
+			fmt.Fprintf(w, "  allowlist signed by central's key %s\n", p.AllowlistKey)
+		case p.AllowUnsigned:
+			fmt.Fprintf(w, "  allowlist UNSIGNED updates accepted\n")
+		}
 	}
 	verb := "create"
 	if exists {
@@ -354,6 +372,9 @@ func (pl *provPlan) interview(p *prompter, byID string) error {
 				return err
 			}
 		}
+		if err := pl.askAllowlistKey(p); err != nil {
+			return err
+		}
 		if strings.HasPrefix(pl.Broker, "ssl://") || strings.HasPrefix(pl.Broker, "mqtts://") {
 			if _, _, _, ok := mqttTLSKeys(config.MQTT{}); ok {
 				for _, f := range []struct {
@@ -371,6 +392,42 @@ func (pl *provPlan) interview(p *prompter, byID string) error {
 				fmt.Fprintln(p.out, "  (this version verifies the broker against the system CAs; CA and client certificate files are not configurable yet)")
 			}
 		}
+	}
+	return nil
+}
+
+// askAllowlistKey asks for central's allowlist signing key until a valid
+// one is given, or the technician explicitly accepts unsigned lists.
+func (pl *provPlan) askAllowlistKey(p *prompter) error {
+	for {
+		k, err := p.ask("Central's allowlist public key (Ed25519, base64; empty: none)", pl.AllowlistKey)
+		if err != nil {
+			return err
+		}
+		if k != "" {
+			if err := checkAllowlistKey(k); err != nil {
+				fmt.Fprintf(p.out, "  %v\n", err)
+				continue
+			}
+			pl.AllowlistKey, pl.AllowUnsigned = k, false
+			return nil
+		}
+		ok, err := p.yes("Without a key anyone who can publish on the site's allowlist topics decides what this door accepts. Accept unsigned allowlists?", false)
+		if err != nil {
+			return err
+		}
+		if ok {
+			pl.AllowlistKey, pl.AllowUnsigned = "", true
+			return nil
+		}
+	}
+}
+
+// checkAllowlistKey says what is wrong with a base64 Ed25519 public key.
+func checkAllowlistKey(k string) error {
+	b, err := base64.StdEncoding.DecodeString(k)
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		return fmt.Errorf("%q is not a base64 Ed25519 public key (%d bytes)", k, ed25519.PublicKeySize)
 	}
 	return nil
 }
@@ -465,6 +522,8 @@ func cmdProvision(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	fs.StringVar(&pl.CAFile, "ca-file", "", "CA certificate for the broker (TLS)")
 	fs.StringVar(&pl.CertFile, "cert-file", "", "client certificate (mutual TLS)")
 	fs.StringVar(&pl.KeyFile, "key-file", "", "client key (mutual TLS)")
+	fs.StringVar(&pl.AllowlistKey, "allowlist-key", "", "central's Ed25519 public key (base64) that signs allowlist updates; required with --broker unless --allow-unsigned")
+	fs.BoolVar(&pl.AllowUnsigned, "allow-unsigned", false, "accept unsigned allowlist updates from central (doctor warns)")
 	yes := fs.Bool("yes", false, "do not ask: take everything from flags and write")
 	byID := fs.String("by-id", "/dev/serial/by-id", "where to list serial devices")
 	if err := fs.Parse(args); err != nil {
@@ -505,6 +564,12 @@ func cmdProvision(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		}
 	}
 
+	if pl.AllowlistKey != "" {
+		if err := checkAllowlistKey(pl.AllowlistKey); err != nil {
+			return &exitError{2, fmt.Errorf("--allowlist-key: %w", err)}
+		}
+		pl.AllowUnsigned = false
+	}
 	data := []byte(pl.yaml())
 	cfg, err := config.Parse(*path, data)
 	if err == nil {
