@@ -309,12 +309,12 @@ func Defaults() Config {
 			Heartbeat:   30 * time.Second,
 			Limits:      Limits{CommandBytes: 64 << 10},
 		},
-		Buffer:    Buffer{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, AlarmFraction: 0.8},
-		Decode:    Decode{NoAIM: "gs1"},
-		Status:    Status{Addr: "127.0.0.1:8080"},
+		Buffer: Buffer{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, AlarmFraction: 0.8},
+		Decode: Decode{NoAIM: "gs1"},
+		Status: Status{Addr: "127.0.0.1:8080"},
 		Allowlist: Allowlist{TraceRetention: 90 * 24 * time.Hour, MaxChunkBytes: 256 << 10, MaxDeltaBytes: 1 << 20,
 			MaxSnapshotBytes: 64 << 20, StagingTTL: time.Hour, DiskReserve: 32 << 20},
-		Log:       Log{Level: "info", Format: "auto"},
+		Log: Log{Level: "info", Format: "auto"},
 	}
 }
 
