@@ -107,31 +107,24 @@ type replyPublisher interface {
 const commandQueue = 64
 
 type commandMsg struct {
-	topic   string
-	payload []byte
+	topic    string
+	payload  []byte
+	retained bool
+	size     int // the payload's size when it was too large to copy (payload nil)
 }
 
 // commandService runs central's commands one at a time, in arrival order,
 // on its own goroutine, and publishes each reply.
 type commandService struct {
-	h   *command.Handler
-	pub replyPublisher
-	log *slog.Logger
-	in  chan commandMsg
+	h          *command.Handler
+	pub        replyPublisher
+	log        *slog.Logger
+	in         chan commandMsg
+	maxPayload int // larger payloads are not copied (ReceiveMessage)
 }
 
 func newCommandService(h *command.Handler, pub replyPublisher, log *slog.Logger) *commandService {
-	return &commandService{h: h, pub: pub, log: log.With("part", "commands"), in: make(chan commandMsg, commandQueue)}
-}
-
-// Receive is the uplink.Handler for the command filter: it queues the
-// message and returns at once. Safe for concurrent use.
-func (s *commandService) Receive(topic string, payload []byte) {
-	select {
-	case s.in <- commandMsg{topic: topic, payload: append([]byte(nil), payload...)}:
-	default:
-		s.log.Warn("command queue full; dropping a command (central will resend it)", "topic", topic)
-	}
+	return &commandService{h: h, pub: pub, log: log.With("part", "commands"), in: make(chan commandMsg, commandQueue), maxPayload: h.MaxPayload()}
 }
 
 // Run handles queued commands until ctx ends, then returns ctx.Err(). A
@@ -142,7 +135,7 @@ func (s *commandService) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case m := <-s.in:
-			topic, reply := s.h.Handle(ctx, m.topic, m.payload)
+			topic, reply := s.handle(ctx, m)
 			if topic == "" {
 				continue
 			}

@@ -584,6 +584,11 @@ func cmdProvision(ctx context.Context, args []string, stdin io.Reader, stdout, s
 			fmt.Fprintf(stdout, "note: reader %s: %s does not exist now (unplugged?); `dockd doctor` checks it again.\n", r.ID, r.Port)
 		}
 	}
+	for _, f := range secretFiles(cfg) {
+		if _, err := os.Stat(f.path); err != nil {
+			fmt.Fprintf(stdout, "note: %s %s does not exist yet; create it for the service user only: install -m 0600 -o dockd /dev/stdin %s\n", f.key, f.path, f.path)
+		}
+	}
 	_, statErr := os.Stat(*path)
 	exists := statErr == nil
 	gid, owner := configOwner()

@@ -59,6 +59,9 @@ type Message struct {
 	// Retained is set when the broker delivered a retained copy (on
 	// subscribing), not a live publish.
 	Retained bool
+	// Size is the payload's real size when the caller did not keep a
+	// payload over Config.MaxPayload (Payload nil); 0 means len(Payload).
+	Size int
 }
 
 // Reply is the JSON answer to one command (command-reply.schema.json).
@@ -152,10 +155,10 @@ func (h *Handler) HandleMessage(ctx context.Context, m Message) (replyTopic stri
 		h.log.Warn("ignoring a message that is not on this station's command topic", "topic", topic, "want", h.cfg.Topics.CommandFilter())
 		return "", nil
 	}
-	if len(payload) > h.cfg.MaxPayload {
-		h.log.Warn("command refused unread: too large", "command", name, "bytes", len(payload), "limit", h.cfg.MaxPayload, "retained", m.Retained)
+	if size := max(m.Size, len(payload)); size > h.cfg.MaxPayload {
+		h.log.Warn("command refused unread: too large", "command", name, "bytes", size, "limit", h.cfg.MaxPayload, "retained", m.Retained)
 		return h.cfg.Topics.Reply(contract.InvalidReplyID), h.encode(Reply{Command: name, Error: &ReplyError{
-			Code: CodeTooLarge, Message: fmt.Sprintf("command of %d bytes exceeds this station's limit of %d (mqtt.limits.command_bytes)", len(payload), h.cfg.MaxPayload)}})
+			Code: CodeTooLarge, Message: fmt.Sprintf("command of %d bytes exceeds this station's limit of %d (mqtt.limits.command_bytes)", size, h.cfg.MaxPayload)}})
 	}
 	cmd, perr := Parse(name, payload)
 	if m.Retained {
@@ -255,6 +258,9 @@ func (h *Handler) claim(id, name string) (e *entry, owner bool, dup *entry) {
 	}
 	return e, true, nil
 }
+
+// MaxPayload is the largest command message this Handler reads.
+func (h *Handler) MaxPayload() int { return h.cfg.MaxPayload }
 
 // Cached reports how many command ids are remembered now.
 func (h *Handler) Cached() int {
