@@ -139,7 +139,7 @@ func (s *commandService) Run(ctx context.Context) error {
 			if topic == "" {
 				continue
 			}
-			if err := s.pub.Publish(ctx, topic, reply); err != nil && !errors.Is(err, context.Canceled) {
+			if err := s.publishReply(ctx, topic, reply); err != nil && !errors.Is(err, context.Canceled) {
 				s.log.Warn("publishing a command reply failed; central will resend the command", "topic", topic, "err", err)
 			}
 		}

@@ -52,6 +52,9 @@ type daemonOptions struct {
 	LightPins *light.Pins
 	// ConfigPath is the file the config came from; reload-config re-reads it.
 	ConfigPath string
+	// ClockSynced replaces the kernel's NTP state for judging command ages
+	// (tests; nil: the kernel's).
+	ClockSynced func() bool
 }
 
 // daemon is one running station: every part opened, wired, not yet running.

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/dockd/dockd/internal/allowlist"
 	"github.com/dockd/dockd/internal/command"
@@ -101,6 +102,9 @@ func (d *daemon) allowlistOptions() []allowlist.Option {
 func (d *daemon) commandConfig(c command.Config) command.Config {
 	c.MaxPayload = int(d.cfg.MQTT.Limits.CommandBytes)
 	c.ClockSynced = clockSynced
+	if d.opts.ClockSynced != nil {
+		c.ClockSynced = d.opts.ClockSynced
+	}
 	return c
 }
 
@@ -174,5 +178,27 @@ func (d *doctor) checkSigning() {
 	case a.AllowUnsigned:
 		d.add("allowlist signing", levelWarn, "allowlist.allow_unsigned is true: anyone who can publish on the site's allowlist topics decides what this door accepts",
 			"set allowlist.public_key to central's Ed25519 public key and remove allow_unsigned")
+	}
+}
+
+// replyOfflineWait is how long a reply waits for the connection to come
+// fully up: commands (retained ones above all) arrive while the uplink is
+// still subscribing, before it takes publishes.
+const replyOfflineWait = 15 * time.Second
+
+// publishReply publishes a command reply, waiting up to replyOfflineWait
+// while the uplink is not (yet) connected instead of losing the reply.
+func (s *commandService) publishReply(ctx context.Context, topic string, reply []byte) error {
+	deadline := time.Now().Add(replyOfflineWait)
+	for {
+		err := s.pub.Publish(ctx, topic, reply)
+		if !errors.Is(err, uplink.ErrOffline) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
