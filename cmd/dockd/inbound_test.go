@@ -338,3 +338,70 @@ func TestInboundFloodBounded(t *testing.T) {
 		t.Errorf("state_dir grew by %.1f MiB: staging is bounded at 8 MiB per snapshot", float64(grow)/(1<<20))
 	}
 }
+
+// Allowlist staging on a small filesystem (a tmpfs) shared with the event
+// buffer: chunks of a snapshot that never completes are staged only while
+// the buffer's unused budget plus allowlist.disk_reserve stays free; then
+// the snapshot is refused (no_space) and dropped. The buffer can still use
+// its whole budget afterwards: scans are refused for buffer_full, never for
+// a storage fault.
+func TestStagingReserveOnSmallDisk(t *testing.T) {
+	var disk string
+	s := startStationWith(t, func(dir, y string) string {
+		disk = mountTmpfs(t, "24m")
+		b, err := os.ReadFile(filepath.Join(dir, "allowlist.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(disk, "allowlist.db"), b, 0o640)
+		y = strings.Replace(y, "state_dir: "+dir, "state_dir: "+disk, 1)
+		y = strings.Replace(y, "  allow_unsigned: true\n", "  allow_unsigned: true\n  max_chunk_bytes: 1MiB\n  max_snapshot_bytes: 1GiB\n  disk_reserve: 4MiB\n", 1)
+		return y + "buffer:\n  max_bytes: 1MiB\n"
+	})
+	waitUntil(t, 10*time.Second, "uplink connected", s.d.up.Connected)
+	free0, _ := allowlist.FreeBytes(disk)
+	c := newPahoPublisher(t, s.broker.URL(), "central-fill")
+	chunk := bytes.Repeat([]byte("s"), 1<<20)
+	refused := false
+	for n := 0; n < 40 && !refused; n++ {
+		if err := c.Publish(context.Background(), fmt.Sprintf("dockd/v1/test-site/allowlist/snapshot/9/chunk/%d", n), chunk); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, 10*time.Second, "the chunk staged or refused", func() bool {
+			if refused = strings.Contains(s.logs.String(), "reason=no_space"); refused {
+				return true
+			}
+			info, _ := s.d.list.Info()
+			return info.Staged != nil && info.Staged.Chunks == n+1
+		})
+	}
+	a := waitAck(t, s.sub, 9, allowlist.ReasonNoSpace, 10*time.Second)
+	free1, _ := allowlist.FreeBytes(disk)
+	t.Logf("tmpfs of 24 MiB: %.1f MiB free before staging, %.1f MiB after the refusal (%s)", float64(free0)/(1<<20), float64(free1)/(1<<20), a.Detail)
+	if free1 < 4<<20 {
+		t.Fatalf("staging left %.1f MiB free, below the 4 MiB reserve", float64(free1)/(1<<20))
+	}
+	if info, _ := s.d.list.Info(); info.Staged != nil {
+		t.Fatalf("refused snapshot still staged: %+v", info.Staged)
+	}
+
+	// The buffer gets its whole budget: with the broker away, scans are
+	// stored until the buffer is full, and refused for that reason.
+	s.broker.Stop()
+	waitUntil(t, 10*time.Second, "uplink offline", func() bool { return !s.d.up.Connected() })
+	var last dock.CustodyEvent
+	for i := 0; i < 6000; i += 100 {
+		for j := i; j < i+100; j++ {
+			s.write(gs1Scan("LOT42", fmt.Sprintf("R%05d", j)))
+		}
+		evs := s.waitDecisions(i+100, 30*time.Second)
+		if last = evs[len(evs)-1]; last.Seq == 0 {
+			break
+		}
+	}
+	if last.Seq != 0 || last.Reason != dock.ReasonBufferFull {
+		t.Fatalf("last scan after staging: %+v (want refused for buffer_full, not a storage fault)", last)
+	}
+	free2, _ := allowlist.FreeBytes(disk)
+	t.Logf("buffer full at %d events; %.1f MiB still free", s.d.queue.Stats().Depth, float64(free2)/(1<<20))
+}

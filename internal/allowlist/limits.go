@@ -221,8 +221,8 @@ func (s *Store) stageBounded(seq uint64, key, val []byte) error {
 	need := 2*int64(len(val)) + min(s.fileSize(), 16<<20) + 64<<10
 	if reserve := l.Reserve(); free-need < reserve {
 		s.dropStaged(seq)
-		return reject(ReasonNoSpace, "staging %d more bytes of snapshot %d would leave %s free under %s, below the %s kept for events; the staged snapshot was dropped",
-			len(val), seq, human(free-need), filepath.Dir(s.path), human(reserve))
+		return reject(ReasonNoSpace, "staging %d more bytes of snapshot %d needs up to %s (bbolt copies on write and grows its file ahead), %s is free under %s and %s is kept for events; the staged snapshot was dropped",
+			len(val), seq, human(need), human(free), filepath.Dir(s.path), human(reserve))
 	}
 	var over int64
 	err = s.db.Update(func(tx *bolt.Tx) error {
