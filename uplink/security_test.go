@@ -117,7 +117,8 @@ func connectProbe(t *testing.T, o probeOpts) (*recorder, error) {
 	opts := mqtt.NewClientOptions().AddBroker(o.broker).SetClientID(o.clientID).
 		SetUsername(o.user).SetPassword(o.pass).SetProtocolVersion(4).SetCleanSession(true).
 		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).SetOrderMatters(true).
-		SetDefaultPublishHandler(r.record)
+		SetDefaultPublishHandler(r.record).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) { t.Logf("%s: connection lost: %v", o.clientID, err) })
 	if o.tls != nil {
 		opts.SetTLSConfig(o.tls)
 	}
