@@ -34,7 +34,9 @@ func secTopic(site, door, leaf string) string { return "dockd/v1/" + site + "/" 
 
 // secACL is the test broker's ACL: central reads all events and status and
 // writes commands; each station writes only its own events and status and
-// reads only its own commands. It mirrors firmware-config/mosquitto-acl.example.
+// reads only its own commands, in the per-station form with SITE-DOOR
+// usernames. The shipped, generated ACL (usernames SITE/DOOR, pattern rules)
+// is tested as deployed in acl_contract_test.go.
 func secACL() string {
 	var b strings.Builder
 	b.WriteString("user " + secCentralUser + "\n")
