@@ -105,7 +105,7 @@ func TestCommandsRetainedStaleDuplicateOversized(t *testing.T) {
 
 // Secret files at mode 0644 (the MQTT password, the status password) are
 // refused by check-config, by run and by doctor, with the fix; at 0600
-// they are accepted.
+// they are accepted. The doctor also warns about unsigned allowlists.
 func TestSecretFilesRefused(t *testing.T) {
 	dir := t.TempDir()
 	pty := testkit.NewPTY(t)
@@ -142,10 +142,15 @@ func TestSecretFilesRefused(t *testing.T) {
 		t.Fatalf("doctor JSON: %v\n%s", err, out.String())
 	}
 	failed := map[string]string{}
+	unsignedWarned := false
 	for _, r := range rep.Checks {
 		if r.Status == levelFail {
 			failed[r.Check] = r.Fix
 		}
+		unsignedWarned = unsignedWarned || r.Check == "allowlist signing" && r.Status == levelWarn && strings.Contains(r.Detail, "allow_unsigned")
+	}
+	if !unsignedWarned {
+		t.Errorf("doctor did not warn about allowlist.allow_unsigned: %+v", rep.Checks)
 	}
 	if !strings.Contains(failed["secret mqtt.password_file"], "chmod 0600 "+mqttPw) || !strings.Contains(failed["secret status.password_file"], "chmod 0600 "+pagePw) {
 		t.Fatalf("doctor rows: %+v", rep.Checks)
