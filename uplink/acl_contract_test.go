@@ -229,7 +229,7 @@ func TestACLContractOnMosquitto(t *testing.T) {
 	}{
 		{s.a, ta.Events(), `{"schema":"dockd.custody-event/1","seq":1}`},
 		{s.a, ta.Status(), `{"state":"online"}`},
-		{s.a, ta.Base()+"/epcis", `{"type":"EPCISDocument"}`},
+		{s.a, ta.Base() + "/epcis", `{"type":"EPCISDocument"}`},
 		{s.a, ta.Reply("c-1"), `{"id":"c-1","ok":true}`},
 		{s.a, ta.Base() + "/allowlist/ack", `{"status":"applied"}`},
 		{s.a, ta.Base() + "/receipt-probe", `{"probe":1}`},
@@ -253,7 +253,6 @@ func TestACLContractOnMosquitto(t *testing.T) {
 	}
 	s.central.publish(t, westList+"delta/2", false, "west-delta")
 	s.w.waitPayload(t, "west-delta", 10*time.Second)
-
 
 	// --- denied: each forbidden message, then a marker the observer may see ---
 	n, denied, dropped := 0, 0, 0

@@ -160,11 +160,26 @@ type Pins struct {
 // MQTT is the uplink to central.
 type MQTT struct {
 	// Broker is tcp://host:port, ssl://host:port, or empty for no uplink
-	// (events are still kept in the buffer).
-	Broker       string `yaml:"broker"`
-	ClientID     string `yaml:"client_id"`
-	Username     string `yaml:"username"`
-	PasswordFile string `yaml:"password_file"`
+	// (events are still kept in the buffer). After Parse it is the first
+	// entry of Brokers (a config may give either key, not both).
+	Broker string `yaml:"broker"`
+	// Brokers lists broker URLs tried in order: when a connection to one
+	// fails or is lost, the next one is tried (then the first again).
+	// After Parse it holds at least Broker when any broker is configured.
+	Brokers []string `yaml:"brokers"`
+	// Delivery says when an event leaves the buffer: "broker" (default)
+	// when the broker acknowledged it (PUBACK), "receipt" only when
+	// central's receipt covers it (uplink/contract/CONTRACT.md, Receipts).
+	Delivery string `yaml:"delivery"`
+	// ReceiptTimeout (receipt delivery): events acknowledged by the broker
+	// but not covered by a receipt for this long are published again.
+	ReceiptTimeout time.Duration `yaml:"receipt_timeout"`
+	// ReceiptAlarm (receipt delivery): an event waiting this long for its
+	// receipt raises the buffer alarm (amber background, status, log).
+	ReceiptAlarm time.Duration `yaml:"receipt_alarm"`
+	ClientID     string        `yaml:"client_id"`
+	Username     string        `yaml:"username"`
+	PasswordFile string        `yaml:"password_file"`
 	// TLS: the CA that signed the broker's certificate (empty: system
 	// roots), this station's client certificate and key for mTLS (the key
 	// must not be readable by group or others), and the name to verify the
@@ -190,6 +205,22 @@ type Limits struct {
 	CommandBytes ByteSize `yaml:"command_bytes"`
 }
 
+// Delivery modes (MQTT.Delivery).
+const (
+	DeliveryBroker  = "broker"
+	DeliveryReceipt = "receipt"
+)
+
+// brokerURL reports whether b has a scheme the uplink speaks.
+func brokerURL(b string) bool {
+	for _, p := range []string{"tcp://", "ssl://", "mqtt://", "mqtts://"} {
+		if strings.HasPrefix(b, p) && len(b) > len(p) {
+			return true
+		}
+	}
+	return false
+}
+
 // Buffer is the durable store-and-forward queue.
 type Buffer struct {
 	MaxBytes      ByteSize      `yaml:"max_bytes"`
@@ -205,6 +236,10 @@ type Decode struct {
 	// PlainPatterns are regular expressions with named groups gtin, lot,
 	// serial for legacy labels that are not GS1.
 	PlainPatterns []string `yaml:"plain_patterns"`
+	// DigitalLink says how GS1 Digital Link URIs are judged: "strict"
+	// (default: as the GS1 reference decoder does) or "lenient" (four
+	// documented relaxations; see scan.Config.DigitalLink and the README).
+	DigitalLink string `yaml:"digital_link"`
 }
 
 // Policy says which reasons only warn instead of reject.
@@ -308,9 +343,13 @@ func Defaults() Config {
 			AckTimeout:  10 * time.Second,
 			Heartbeat:   30 * time.Second,
 			Limits:      Limits{CommandBytes: 64 << 10},
+			Delivery:    DeliveryBroker,
+			// Receipts: resend after 30 s without one, alarm after 5 min.
+			ReceiptTimeout: 30 * time.Second,
+			ReceiptAlarm:   5 * time.Minute,
 		},
 		Buffer: Buffer{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, AlarmFraction: 0.8},
-		Decode: Decode{NoAIM: "gs1"},
+		Decode: Decode{NoAIM: "gs1", DigitalLink: "strict"},
 		Status: Status{Addr: "127.0.0.1:8080"},
 		Allowlist: Allowlist{TraceRetention: 90 * 24 * time.Hour, MaxChunkBytes: 256 << 10, MaxDeltaBytes: 1 << 20,
 			MaxSnapshotBytes: 64 << 20, StagingTTL: time.Hour, DiskReserve: 32 << 20},
@@ -429,7 +468,19 @@ func Parse(file string, data []byte) (Config, error) {
 	if cfg.MQTT.ClientID == "" {
 		cfg.MQTT.ClientID = "dockd-" + cfg.Station.ID
 	}
-	if errs := cfg.validate(file, &root); len(errs) > 0 {
+	brokerBoth := cfg.MQTT.Broker != "" && len(cfg.MQTT.Brokers) > 0
+	if cfg.MQTT.Broker != "" && len(cfg.MQTT.Brokers) == 0 {
+		cfg.MQTT.Brokers = []string{cfg.MQTT.Broker}
+	}
+	if len(cfg.MQTT.Brokers) > 0 && !brokerBoth {
+		cfg.MQTT.Broker = cfg.MQTT.Brokers[0]
+	}
+	errs := cfg.validate(file, &root)
+	if brokerBoth {
+		errs = append(Errors{{File: file, Line: lineOf(&root, "mqtt", "brokers"), Key: "mqtt.brokers",
+			Msg: "give either broker (one URL) or brokers (a list), not both"}}, errs...)
+	}
+	if len(errs) > 0 {
 		return cfg, errs
 	}
 	return cfg, nil
@@ -572,10 +623,28 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 	if c.Light.DecisionHold < 200*time.Millisecond || c.Light.DecisionHold > time.Minute {
 		bad(fmt.Sprintf("%s: want 200ms … 1m", c.Light.DecisionHold), "light", "decision_hold")
 	}
-	if b := c.MQTT.Broker; b != "" {
-		if !(strings.HasPrefix(b, "tcp://") || strings.HasPrefix(b, "ssl://") || strings.HasPrefix(b, "mqtt://") || strings.HasPrefix(b, "mqtts://")) {
-			bad(fmt.Sprintf("%q: want tcp://host:port or ssl://host:port", b), "mqtt", "broker")
+	if b := c.MQTT.Broker; b != "" && !brokerURL(b) {
+		bad(fmt.Sprintf("%q: want tcp://host:port or ssl://host:port", b), "mqtt", "broker")
+	}
+	for i, b := range c.MQTT.Brokers {
+		if !brokerURL(b) {
+			bad(fmt.Sprintf("%q: want tcp://host:port or ssl://host:port", b), "mqtt", "brokers", i)
 		}
+	}
+	switch c.MQTT.Delivery {
+	case DeliveryBroker:
+	case DeliveryReceipt:
+		if len(c.MQTT.Brokers) == 0 {
+			bad("receipt delivery needs mqtt.broker or mqtt.brokers (receipts come from central)", "mqtt", "delivery")
+		}
+	default:
+		bad(fmt.Sprintf("%q: want broker or receipt", c.MQTT.Delivery), "mqtt", "delivery")
+	}
+	if c.MQTT.ReceiptTimeout < time.Second || c.MQTT.ReceiptTimeout > 24*time.Hour {
+		bad(fmt.Sprintf("%s: want 1s … 24h", c.MQTT.ReceiptTimeout), "mqtt", "receipt_timeout")
+	}
+	if c.MQTT.ReceiptAlarm < c.MQTT.ReceiptTimeout {
+		bad(fmt.Sprintf("%s: want at least receipt_timeout (%s)", c.MQTT.ReceiptAlarm, c.MQTT.ReceiptTimeout), "mqtt", "receipt_alarm")
 	}
 	if c.MQTT.Heartbeat < time.Second {
 		bad(fmt.Sprintf("%s: want at least 1s", c.MQTT.Heartbeat), "mqtt", "heartbeat")
@@ -599,6 +668,11 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 	case "gs1", "plain":
 	default:
 		bad(fmt.Sprintf("%q: want gs1 or plain", c.Decode.NoAIM), "decode", "no_aim")
+	}
+	switch c.Decode.DigitalLink {
+	case "strict", "lenient":
+	default:
+		bad(fmt.Sprintf("%q: want strict or lenient", c.Decode.DigitalLink), "decode", "digital_link")
 	}
 	for i, p := range c.Decode.PlainPatterns {
 		if _, err := regexp.Compile(p); err != nil {
@@ -633,7 +707,7 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 			bad("want a base64 Ed25519 public key (32 bytes)", "allowlist", "public_key")
 		}
 	}
-	if c.MQTT.Broker != "" && c.Allowlist.PublicKey == "" && !c.Allowlist.AllowUnsigned {
+	if (c.MQTT.Broker != "" || len(c.MQTT.Brokers) > 0) && c.Allowlist.PublicKey == "" && !c.Allowlist.AllowUnsigned {
 		bad("the uplink is on but no key checks central's allowlist updates: set allowlist.public_key to central's Ed25519 public key (base64; dockd provision --allowlist-key), or accept unsigned lists knowingly with allowlist.allow_unsigned: true", "allowlist", "public_key")
 	}
 	if c.Allowlist.PublicKey != "" && c.Allowlist.AllowUnsigned {
