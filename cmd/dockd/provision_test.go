@@ -57,7 +57,7 @@ func TestProvisionFlags(t *testing.T) {
 					t.Errorf("allowlist %+v", c.Allowlist)
 				}
 			}},
-		{"receipt delivery", []string{"--site", "s", "--door", "d", "--reader", "r=/dev/x", "--broker", "tcp://a:1883,tcp://b:1883", "--delivery", "receipt", "--yes"}, 0,
+		{"receipt delivery", []string{"--site", "s", "--door", "d", "--reader", "r=/dev/x", "--broker", "tcp://a:1883,tcp://b:1883", "--delivery", "receipt", "--allowlist-key", testAllowlistKey, "--yes"}, 0,
 			func(t *testing.T, c config.Config) {
 				if c.MQTT.Delivery != config.DeliveryReceipt || len(c.MQTT.Brokers) != 2 || c.MQTT.Brokers[1] != "tcp://b:1883" {
 					t.Errorf("mqtt %+v", c.MQTT)
