@@ -2,11 +2,13 @@ package testkit
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dockd/dockd/internal/serverproc"
 )
@@ -82,6 +84,22 @@ func StartDeployedMosquitto(t testing.TB, conf string, files map[string][]byte) 
 		}
 	}
 	d.Mosquitto = StartMosquitto(t, WithMosqConfig(lines...))
+	// The harness waited for its own listener; the shipped ones open next.
+	for shipped, port := range d.Ports {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		deadline := time.Now().Add(mosqStartTimeout)
+		for {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("deployed mosquitto: the shipped listener %d (on %s) does not accept: %v", shipped, addr, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	return d
 }
 
