@@ -2,6 +2,7 @@ package allowlist
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -160,7 +161,13 @@ func ParseManifest(seq uint64, payload []byte) (Manifest, error) {
 	if err := jsonstrict.Decode(payload, &m, true); err != nil {
 		return m, reject(ReasonMalformed, "manifest is not JSON of the contract: %v", err)
 	}
+	var present struct {
+		Bytes *int64 `json:"bytes"`
+	}
+	json.Unmarshal(payload, &present) // the same bytes decoded strictly above
 	switch {
+	case present.Bytes == nil:
+		return m, reject(ReasonMalformed, "manifest has no bytes")
 	case m.Schema != SnapshotSchema:
 		return m, reject(ReasonMalformed, "manifest schema %q, want %q", m.Schema, SnapshotSchema)
 	case m.Seq != seq:
@@ -171,8 +178,8 @@ func ParseManifest(seq uint64, payload []byte) (Manifest, error) {
 		return m, reject(ReasonMalformed, "manifest chunks %d: want 1 to %d", m.Chunks, MaxChunks)
 	case m.Format != CSV && m.Format != JSONL:
 		return m, reject(ReasonMalformed, "manifest format %q: want csv or jsonl", m.Format)
-	case len(m.SHA256) != 64:
-		return m, reject(ReasonMalformed, "manifest sha256 %q: want 64 hex digits", m.SHA256)
+	case !lowerHex64(m.SHA256):
+		return m, reject(ReasonMalformed, "manifest sha256 %q: want 64 lowercase hex digits", m.SHA256)
 	case m.Bytes < 0:
 		return m, reject(ReasonMalformed, "manifest bytes %d is negative", m.Bytes)
 	}
@@ -195,8 +202,24 @@ func ParseDelta(seq uint64, payload []byte) (DeltaHeader, []byte, error) {
 		return h, nil, reject(ReasonMalformed, "delta seq %d differs from the topic's %d", h.Seq, seq)
 	case h.Version == "" || len(h.Version) > 128:
 		return h, nil, reject(ReasonMalformed, "delta version %q: want 1 to 128 characters", h.Version)
+	case !lowerHex64(h.SHA256):
+		return h, nil, reject(ReasonMalformed, "delta sha256 %q: want 64 lowercase hex digits", h.SHA256)
 	}
 	return h, []byte(body), nil
+}
+
+// lowerHex64 reports whether s is 64 lowercase hex digits (a SHA-256 as
+// the contract writes it).
+func lowerHex64(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // Keys in a staged snapshot's bucket beside the manifest and the chunks.

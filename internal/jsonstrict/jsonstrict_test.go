@@ -47,6 +47,37 @@ func TestDecodeKnownOnly(t *testing.T) {
 	}
 }
 
+// Member names must match a field exactly: encoding/json alone takes
+// "sChemA" for "schema", and {"id":"a","ID":"b"} would be two ids.
+func TestDecodeMemberCase(t *testing.T) {
+	type inner struct {
+		Lot string `json:"lot"`
+	}
+	type env struct {
+		ID    string          `json:"id"`
+		Lines []inner         `json:"lines"`
+		Args  json.RawMessage `json:"args"`
+		M     map[string]int  `json:"m"`
+		Any   any             `json:"any"`
+	}
+	var v env
+	ok := `{"id":"a","lines":[{"lot":"L"}],"args":{"Whatever":1},"m":{"X":1},"any":{"Q":2}}`
+	if err := Decode([]byte(ok), &v, true); err != nil || v.ID != "a" || v.Lines[0].Lot != "L" {
+		t.Fatalf("exact names: %v %+v", err, v)
+	}
+	for _, bad := range []string{`{"ID":"a"}`, `{"id":"a","ID":"b"}`, `{"lines":[{"LOT":"L"}]}`} {
+		if err := Decode([]byte(bad), &v, false); !errors.Is(err, ErrMemberCase) {
+			t.Errorf("Decode(%s) = %v, want ErrMemberCase", bad, err)
+		}
+	}
+	if err := Decode([]byte(`{"lines":[{"qty":1}]}`), &v, true); !errors.Is(err, ErrUnknownMember) {
+		t.Errorf("unknown nested member: %v", err)
+	}
+	if err := Decode([]byte(`{"extra":1}`), &v, false); err != nil {
+		t.Errorf("unknown member without knownOnly: %v", err)
+	}
+}
+
 // FuzzCheck: Check never panics, and what it accepts encoding/json accepts.
 func FuzzCheck(f *testing.F) {
 	for _, s := range []string{`{"a":1}`, `{"a":1,"a":2}`, `[[[]]]`, `"x"`, `{"a":{"b":[1,2,{"c":null}]}}`, `1 2`} {
