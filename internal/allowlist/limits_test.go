@@ -176,3 +176,32 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// The updater expires unfinished snapshots on its own, acknowledging each.
+func TestUpdaterExpiresStaging(t *testing.T) {
+	s := openLimited(t, Limits{StagingTTL: 200 * time.Millisecond})
+	acks := make(chan Ack, 16)
+	u := NewUpdater(s, func(a Ack) { acks <- a }, quietLog)
+	ctx, cancel := testContext(t)
+	defer cancel()
+	go u.Run(ctx)
+	u.Handle(topicBase+"snapshot/4/chunk/0", []byte("part"))
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case a := <-acks:
+			if a.Reason != ReasonExpired {
+				continue
+			}
+			if a.Seq != 4 || a.Status != StatusRejected {
+				t.Fatalf("ack %+v", a)
+			}
+			if info, _ := s.Info(); info.Staged != nil {
+				t.Fatalf("still staged: %+v", info.Staged)
+			}
+			return
+		case <-deadline:
+			t.Fatal("no expiry within 10s of a 200ms staging TTL")
+		}
+	}
+}
