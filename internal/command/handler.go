@@ -130,7 +130,7 @@ func NewHandler(cfg Config) *Handler {
 // topic and payload of the reply to publish (QoS 1, not retained), or an
 // empty replyTopic when the topic is not one of this station's command
 // topics (such messages are logged and dropped: they are for someone
-// else). Every message on a command topic gets exactly one reply, whatever
+// else). Every non-empty message on a command topic gets exactly one reply, whatever
 // the payload, including an Executor that panics; a repeated id gets the
 // first reply again, byte for byte, without running the command (within
 // the last CacheSize ids). Handle blocks while the command runs (at most
@@ -147,12 +147,19 @@ func (h *Handler) Handle(ctx context.Context, topic string, payload []byte) (rep
 // retained (on its id's reply topic when the id is readable) and not
 // remembered, so a live copy of the same id still runs. A command whose
 // issued_at + ttl_s has passed is answered expired (and remembered like
-// any reply). Each refusal is one log line saying why.
+// any reply). An empty payload (central clearing a retained command) is
+// logged and not answered. Each refusal is one log line saying why.
 func (h *Handler) HandleMessage(ctx context.Context, m Message) (replyTopic string, reply []byte) {
 	topic, payload := m.Topic, m.Payload
 	name, ok := h.cfg.Topics.CommandName(topic)
 	if !ok {
 		h.log.Warn("ignoring a message that is not on this station's command topic", "topic", topic, "want", h.cfg.Topics.CommandFilter())
+		return "", nil
+	}
+	if len(payload) == 0 && m.Size == 0 {
+		// The MQTT idiom for clearing a retained message: the broker passes
+		// the empty publish on to live subscribers. Not a command.
+		h.log.Info("empty message on a command topic ignored (a retained command being cleared)", "command", name, "retained", m.Retained)
 		return "", nil
 	}
 	if size := max(m.Size, len(payload)); size > h.cfg.MaxPayload {

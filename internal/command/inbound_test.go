@@ -88,3 +88,13 @@ func TestOversizedAndDuplicateCommands(t *testing.T) {
 		t.Fatal("a refused command ran")
 	}
 }
+
+// Clearing a retained command (an empty publish) is not a command: no reply.
+func TestEmptyCommandIsNotAnswered(t *testing.T) {
+	h := NewHandler(Config{Topics: topics, Station: "s1-d1", Log: quiet, Exec: newFake()})
+	for _, retained := range []bool{false, true} {
+		if rt, rb := h.HandleMessage(context.Background(), Message{Topic: topics.Command(NameSetDirection), Retained: retained}); rt != "" || rb != nil {
+			t.Fatalf("empty message answered on %q: %s", rt, rb)
+		}
+	}
+}
