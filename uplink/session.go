@@ -166,7 +166,7 @@ func (c *Client) session(ctx context.Context, gen uint64) (wasUp bool, err error
 						log.Error("outbox returned a record out of order; skipped", "seq", r.Seq, "after_seq", lastSent)
 						continue
 					}
-					tok := cli.Publish(c.cfg.EventsTopic, 1, false, r.Payload)
+					tok := c.publishRecord(cli, r)
 					q = append(q, pub{seq: r.Seq, tok: tok, sent: time.Now()})
 					lastSent = r.Seq
 					resent := r.Seq <= c.maxSentSeq

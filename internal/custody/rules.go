@@ -195,10 +195,11 @@ func (p Policy) Severity(r dock.Reason, dir dock.Direction) Severity {
 
 // outcome collects failed rules: the first reject wins, else the first warn.
 type outcome struct {
-	pol  Policy
-	dir  dock.Direction
-	warn *dock.Decision
-	rej  *dock.Decision
+	pol      Policy
+	dir      dock.Direction
+	warn     *dock.Decision
+	rej      *dock.Decision
+	shipment string // the matched shipment's id
 }
 
 func (o *outcome) fail(r dock.Reason, detail string) {
@@ -222,13 +223,15 @@ func (o *outcome) soft(r dock.Reason, detail string) {
 }
 
 func (o *outcome) decision() dock.Decision {
+	d := dock.Decision{Verdict: dock.Accept, Reason: dock.ReasonOK}
 	switch {
 	case o.rej != nil:
-		return *o.rej
+		d = *o.rej
 	case o.warn != nil:
-		return *o.warn
+		d = *o.warn
 	}
-	return dock.Decision{Verdict: dock.Accept, Reason: dock.ReasonOK}
+	d.Shipment = o.shipment
+	return d
 }
 
 func storageFault(err error) dock.Decision {
@@ -433,6 +436,7 @@ func checkShipment(it Item, list List, at At, o *outcome) error {
 		o.fail(dock.ReasonNotExpected, "not on an open shipment at door "+at.Door)
 		return nil
 	}
+	o.shipment = ships[si].ID
 	line := ships[si].Lines[li]
 	if line.Qty <= 0 {
 		return nil
