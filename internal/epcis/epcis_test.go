@@ -648,3 +648,29 @@ func BenchmarkStationDocument(b *testing.B) {
 		}
 	}
 }
+
+// Every example event in CONTRACT.md's EPCIS section is valid inside a
+// document, so the documentation cannot drift into invalid EPCIS.
+func TestContractExamples(t *testing.T) {
+	b, err := os.ReadFile("../../uplink/contract/CONTRACT.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(b), "### Examples, one per kind")
+	if !ok {
+		t.Fatal("CONTRACT.md has no EPCIS examples section")
+	}
+	n := 0
+	for _, block := range strings.Split(sec, "```json\n")[1:] {
+		ev, _, _ := strings.Cut(block, "```")
+		doc := `{"@context":["` + ContextURL + `",{"dockd":"` + DefaultNamespace + `"}],"type":"EPCISDocument","schemaVersion":"2.0",` +
+			`"creationDate":"2026-11-25T14:23:19.700Z","epcisBody":{"eventList":[` + ev + `]}}`
+		if err := epcistest.Validate([]byte(doc)); err != nil {
+			t.Errorf("example %d: %v\n%s", n+1, err, ev)
+		}
+		n++
+	}
+	if n < 7 {
+		t.Errorf("found %d examples, want one per kind (7)", n)
+	}
+}

@@ -46,7 +46,7 @@ const (
 	LevelStatus    = "status"
 	LevelCommand   = "cmd"
 	LevelReply     = "cmd-reply"
-	LevelEPCIS     = "epcis" // reserved for the optional EPCIS rendering
+	LevelEPCIS     = "epcis" // EPCIS 2.0 documents, when epcis.enabled
 	LevelAllowlist = "allowlist"
 )
 
@@ -73,6 +73,10 @@ func (t Topics) Base() string { return t.prefix() + "/" + t.Site + "/" + t.Door 
 
 // Events is where custody events are published (QoS 1, not retained).
 func (t Topics) Events() string { return t.Base() + "/" + LevelEvents }
+
+// EPCIS is where the station publishes the EPCIS 2.0 document of each scan
+// record (QoS 1, not retained) when epcis.enabled is on.
+func (t Topics) EPCIS() string { return t.Base() + "/" + LevelEPCIS }
 
 // Status is the retained status and last-will topic.
 func (t Topics) Status() string { return t.Base() + "/" + LevelStatus }
