@@ -81,6 +81,11 @@ var ErrNoObject = errors.New("epcis: the event identifies no object")
 // operator records (kind "operator") and sequence-gap records (kind "gap").
 var ErrNotRendered = errors.New("epcis: record kind has no EPCIS rendering")
 
+// ErrOtherDoor is returned for an event recorded at another site or door
+// than Config.Site and Config.Door (a backlog imported from another box):
+// the configured readPoint and bizLocation would misstate where it happened.
+var ErrOtherDoor = errors.New("epcis: event recorded at another door")
+
 // Config says how events render. The zero value renders Digital Link
 // identifiers, UTC offsets and no locations; a station's config always
 // sets ReadPoint and BizLocation (check-config requires them).
@@ -101,6 +106,9 @@ type Config struct {
 	// Namespace is the IRI of the dockd: extension prefix (default
 	// DefaultNamespace). It must end in '/' or '#'.
 	Namespace string
+	// Site and Door, when set, are the door ReadPoint and BizLocation
+	// describe: events of any other site or door return ErrOtherDoor.
+	Site, Door string
 }
 
 // Event is one EPCIS 2.0 ObjectEvent or AggregationEvent in the JSON
@@ -291,6 +299,9 @@ func RenderJSON(stored []byte, c Config) (*Event, error) {
 func Render(ev dock.CustodyEvent, c Config) (*Event, error) {
 	if ev.Kind != "" {
 		return nil, fmt.Errorf("%w: kind %q (seq %d)", ErrNotRendered, ev.Kind, ev.Seq)
+	}
+	if (c.Site != "" && ev.Site != c.Site) || (c.Door != "" && ev.Door != c.Door) {
+		return nil, fmt.Errorf("%w: seq %d was recorded at %s/%s, this station renders %s/%s", ErrOtherDoor, ev.Seq, ev.Site, ev.Door, c.Site, c.Door)
 	}
 	if ev.Reason == dock.ReasonBadScan {
 		return nil, fmt.Errorf("%w (event %s, bad scan)", ErrNoObject, ev.ID)

@@ -436,6 +436,15 @@ func TestStationDocument(t *testing.T) {
 	if _, err := StationDocument(sb, cfg); !errors.Is(err, ErrNoObject) {
 		t.Errorf("bad scan: %v, want ErrNoObject", err)
 	}
+	other := cfg
+	other.Site, other.Door = "hamburg", "door-8"
+	if _, err := StationDocument(stored, other); !errors.Is(err, ErrOtherDoor) {
+		t.Errorf("event of door-9 rendered for door-8: %v", err)
+	}
+	other.Door = "door-9"
+	if _, err := StationDocument(stored, other); err != nil {
+		t.Errorf("own door: %v", err)
+	}
 	if _, err := StationDocument([]byte("{"), cfg); err == nil {
 		t.Error("broken JSON rendered")
 	}
@@ -672,5 +681,36 @@ func TestContractExamples(t *testing.T) {
 	}
 	if n < 7 {
 		t.Errorf("found %d examples, want one per kind (7)", n)
+	}
+}
+
+// BenchmarkEventMarshal is the baseline for BenchmarkStationDocument: what
+// the station already spends per scan marshalling the custody event.
+func BenchmarkEventMarshal(b *testing.B) {
+	ev := base(dock.Receiving, dock.Accept, dock.ReasonOK)
+	ev.GTIN, ev.Serial = "80614141123458", "6789"
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := json.Marshal(ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestDocumentSize reports the document's size against its event's (the
+// figure SCALING.md quotes); it fails only if a document outgrows 4 KiB.
+func TestDocumentSize(t *testing.T) {
+	cfg := testConfig(t)
+	ev := base(dock.Receiving, dock.Accept, dock.ReasonOK)
+	ev.GTIN, ev.Lot, ev.Serial, ev.Shipment = "80614141123458", "L1", "6789", "ASN-1"
+	ev.AIs = []dock.AIValue{{AI: "01", Value: ev.GTIN}, {AI: "10", Value: "L1"}, {AI: "21", Value: "6789"}}
+	stored, _ := json.Marshal(ev)
+	doc, err := StationDocument(stored, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("event %d B, EPCIS document %d B (%.1f×)", len(stored), len(doc), float64(len(doc))/float64(len(stored)))
+	if len(doc) > 4096 {
+		t.Errorf("document of %d bytes", len(doc))
 	}
 }
