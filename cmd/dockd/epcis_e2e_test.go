@@ -17,6 +17,8 @@ import (
 	"github.com/dockd/dockd/internal/epcis/epcistest"
 	"github.com/dockd/dockd/internal/scan"
 	"github.com/dockd/dockd/internal/testkit"
+	"github.com/dockd/dockd/uplink/contract"
+	"github.com/dockd/dockd/uplink/contract/contracttest"
 )
 
 const epcisTopic = "dockd/v1/test-site/door-9/epcis"
@@ -119,6 +121,7 @@ func TestEPCISEndToEnd(t *testing.T) {
 	for i, m := range msgs {
 		switch m.Topic {
 		case "dockd/v1/test-site/door-9/events":
+			contracttest.Require(t, contract.EventSchemaFile, m.Payload) // with "shipment" where matched
 			var e dock.CustodyEvent
 			json.Unmarshal(m.Payload, &e)
 			eventAt[e.Seq] = i
