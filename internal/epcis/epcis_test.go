@@ -244,6 +244,16 @@ func TestIssue14Defects(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a tag's partition splits its URN even if the table disagrees", func(t *testing.T) {
+		c := cfg
+		c.Prefixes, _ = NewPrefixes(map[string]int{"0614141": 9}) // wrong for this prefix
+		tag := base(dock.Receiving, dock.Accept, dock.ReasonOK)
+		tag.EPC, tag.GTIN, tag.Serial, tag.Tag = "urn:epc:id:sgtin:0614141.812345.6789", "80614141123458", "6789", &dock.TagRead{}
+		e, err := Render(tag, c)
+		if err != nil || !slices.Equal(e.EPCList, []string{"urn:epc:id:sgtin:0614141.812345.6789"}) {
+			t.Errorf("tag under a wrong table entry: %v %v", e, err)
+		}
+	})
 	t.Run("a reject is not a receipt", func(t *testing.T) {
 		ev := base(dock.Receiving, dock.Reject, dock.ReasonLotRecalled)
 		ev.GTIN, ev.Lot = "09506000134352", "LOT42"
