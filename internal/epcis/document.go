@@ -86,3 +86,23 @@ func StationDocument(stored []byte, c Config) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// DecodeDocument reads an EPCISDocument this package produced (what the
+// station publishes), so a consumer can store its events and wrap them
+// again (NewQueryDocument): re-marshalling a decoded document gives the
+// same bytes. Members this package does not produce are dropped.
+func DecodeDocument(b []byte) (*Document, error) {
+	var d Document
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("epcis: decoding document: %w", err)
+	}
+	if d.Type != "EPCISDocument" {
+		return nil, fmt.Errorf("epcis: decoding document: type %q, want EPCISDocument", d.Type)
+	}
+	for i, e := range d.EPCISBody.EventList {
+		if e == nil || (e.Type != "ObjectEvent" && e.Type != "AggregationEvent") {
+			return nil, fmt.Errorf("epcis: decoding document: event %d is not an ObjectEvent or AggregationEvent", i)
+		}
+	}
+	return &d, nil
+}

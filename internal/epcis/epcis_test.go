@@ -724,3 +724,34 @@ func TestDocumentSize(t *testing.T) {
 		t.Errorf("document of %d bytes", len(doc))
 	}
 }
+
+// A station document decodes and re-encodes to the same bytes, and its
+// events re-wrap into a valid query document (the collector's path).
+func TestDecodeDocumentRoundTrip(t *testing.T) {
+	cfg := testConfig(t)
+	for _, k := range kinds {
+		ev := base(dock.Shipping, dock.Accept, dock.ReasonOK)
+		ev.Shipment = "ASN-1"
+		k.fill(&ev)
+		stored, _ := json.Marshal(ev)
+		doc, err := StationDocument(stored, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := DecodeDocument(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, _ := json.Marshal(d)
+		if string(again) != string(doc) {
+			t.Errorf("%s: round trip differs\n got: %s\nwant: %s", k.name, again, doc)
+		}
+		q, _ := json.Marshal(NewQueryDocument(cfg, at, "SimpleEventQuery", "", d.EPCISBody.EventList...))
+		epcistest.Require(t, q)
+	}
+	for _, bad := range []string{`{`, `{"type":"EPCISQueryDocument"}`, `{"type":"EPCISDocument","epcisBody":{"eventList":[{"type":"TransformationEvent"}]}}`} {
+		if _, err := DecodeDocument([]byte(bad)); err == nil {
+			t.Errorf("%s decoded", bad)
+		}
+	}
+}
