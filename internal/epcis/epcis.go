@@ -57,6 +57,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -421,6 +422,9 @@ func what(e *Event, ev dock.CustodyEvent, c Config) error {
 		return nil
 	}
 	if ev.EPC != "" { // a tag of another scheme (GRAI, GIAI, SGLN …): its URI as read
+		if !strings.HasPrefix(ev.EPC, "urn:epc:id:") || !isAbsURI(ev.EPC) {
+			return fmt.Errorf("%w: EPC %q is not a pure-identity URI", ErrBadKey, ev.EPC)
+		}
 		e.EPCList = []string{ev.EPC}
 		return nil
 	}
@@ -506,10 +510,20 @@ func transactionURI(id, tmpl string) string {
 	if tmpl != "" {
 		return strings.Replace(tmpl, "{id}", dlEscape(id), 1)
 	}
-	if i := strings.Index(id, ":"); i > 0 && !strings.ContainsAny(id, " \"<>\\^`{|}") {
+	if isAbsURI(id) {
 		return id // already a URI
 	}
 	return ""
+}
+
+// isAbsURI reports whether s is an absolute URI (a scheme and something
+// after it), as the EPCIS schema's uri format requires.
+func isAbsURI(s string) bool {
+	if strings.ContainsAny(s, " \"<>\\^`{|}") {
+		return false
+	}
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme != "" && (u.Opaque != "" || u.Host != "" || u.Path != "")
 }
 
 // EventID is the eventID of the event with the given station, sequence

@@ -521,6 +521,7 @@ func TestRenderRefuses(t *testing.T) {
 	for name, f := range map[string]func(*dock.CustodyEvent){
 		"short GTIN":        func(e *dock.CustodyEvent) { e.GTIN = "123" },
 		"SSCC with letters": func(e *dock.CustodyEvent) { e.SSCC = "10614141123456789X" },
+		"EPC not a URI":     func(e *dock.CustodyEvent) { e.EPC = "0" },
 		"bad content GTIN": func(e *dock.CustodyEvent) {
 			e.SSCC = "106141411234567897"
 			e.AIs = []dock.AIValue{{AI: "02", Value: "12"}}
@@ -531,6 +532,11 @@ func TestRenderRefuses(t *testing.T) {
 		if _, err := Render(ev, Config{}); !errors.Is(err, ErrBadKey) {
 			t.Errorf("%s: %v, want ErrBadKey", name, err)
 		}
+	}
+	grai := base(dock.Receiving, dock.Reject, dock.ReasonUnknownGTIN)
+	grai.EPC = "urn:epc:id:grai:0614141.12345.400"
+	if e, err := Render(grai, Config{}); err != nil || !slices.Equal(e.EPCList, []string{grai.EPC}) {
+		t.Errorf("GRAI tag: %v %v, want its URI as read", e, err)
 	}
 	ev := base(dock.Receiving, dock.Reject, dock.ReasonUnknownGTIN)
 	if _, err := Render(ev, Config{}); !errors.Is(err, ErrNoObject) {
@@ -754,4 +760,30 @@ func TestDecodeDocumentRoundTrip(t *testing.T) {
 			t.Errorf("%s decoded", bad)
 		}
 	}
+}
+
+// FuzzConfigAccepted: whatever locations and transaction settings
+// check-config accepts render documents that pass the EPCIS schema.
+func FuzzConfigAccepted(f *testing.F) {
+	f.Add("urn:epc:id:sgln:4012345.00001.door%2F9", "desadv", "urn:epcglobal:cbv:bt:4012345000009:{id}", "ASN 1/2")
+	f.Add("https://id.gs1.org/414/4012345000009/254/d9", "https://erp.example/t", "https://erp.example/asn/{id}", "x")
+	f.Add("https://acme.example/doors/9?x=1#f", "", "", "urn:x:y")
+	ev := base(dock.Receiving, dock.Accept, dock.ReasonOK)
+	ev.GTIN, ev.Serial = "80614141123458", "6789"
+	f.Fuzz(func(t *testing.T, loc, typ, tmpl, id string) {
+		if CheckLocation(loc) != nil || CheckTransaction(typ, tmpl) != nil || id == "" {
+			return
+		}
+		c := Config{ReadPoint: loc, BizLocation: loc, TransactionType: typ, TransactionURI: tmpl}
+		e := ev
+		e.Shipment = id
+		r, err := Render(e, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(NewDocument(c, at, r))
+		if err := epcistest.Validate(b); err != nil {
+			t.Fatalf("accepted config renders an invalid document: %v\n%s", err, b)
+		}
+	})
 }
