@@ -3,6 +3,7 @@ package uplink
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -28,12 +29,12 @@ func TestExtraPublishedWithRecord(t *testing.T) {
 		}
 		return []Message{{Topic: extraTopic, Payload: fmt.Appendf(nil, "doc-%d", r.Seq)}}
 	}
+	baseline := runtime.NumGoroutine()
 	c, err := New(cfg, out, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := startClient(t, c)
-	defer stop()
 	msgs := sub.WaitCount(t, 45, 10*time.Second)
 	checkOutboxDrained(t, out, 30)
 	var got []string
@@ -58,6 +59,10 @@ func TestExtraPublishedWithRecord(t *testing.T) {
 	if st := c.Stats(); st.Acked != 30 || st.Published != 30 {
 		t.Errorf("stats %+v: want 30 records published and acknowledged", st)
 	}
+	stop()
+	eventually(t, 5*time.Second, "the joined tokens' goroutines to end", func() bool {
+		return runtime.NumGoroutine() <= baseline
+	})
 }
 
 // A joined token completes only when every publish has, and reports the
