@@ -28,7 +28,7 @@ func (d *daemon) epcisExtra(topic string) func(uplink.Record) []uplink.Message {
 		doc, err := epcis.StationDocument(r.Payload, cfg)
 		switch {
 		case errors.Is(err, epcis.ErrNotRendered), errors.Is(err, epcis.ErrNoObject):
-			return nil // operator, gap and bad-scan records: no EPCIS event (CONTRACT.md)
+			return nil // operator, gap, simulated and bad-scan records: no EPCIS event (CONTRACT.md)
 		case errors.Is(err, epcis.ErrOtherDoor):
 			// A backlog imported from another box (dockd buffer import):
 			// this door's read point would misstate where it happened.

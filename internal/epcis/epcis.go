@@ -79,7 +79,8 @@ const DefaultNamespace = "https://dockd.invalid/epcis/"
 var ErrNoObject = errors.New("epcis: the event identifies no object")
 
 // ErrNotRendered is returned for records that have no EPCIS rendering:
-// operator records (kind "operator") and sequence-gap records (kind "gap").
+// operator records (kind "operator"), sequence-gap records (kind "gap") and
+// simulated scans (a person injected them; no goods were seen).
 var ErrNotRendered = errors.New("epcis: record kind has no EPCIS rendering")
 
 // ErrOtherDoor is returned for an event recorded at another site or door
@@ -300,6 +301,11 @@ func RenderJSON(stored []byte, c Config) (*Event, error) {
 func Render(ev dock.CustodyEvent, c Config) (*Event, error) {
 	if ev.Kind != "" {
 		return nil, fmt.Errorf("%w: kind %q (seq %d)", ErrNotRendered, ev.Kind, ev.Seq)
+	}
+	if ev.Simulated {
+		// A person typed it (dockd simulate): no reader saw goods, and an
+		// EPCIS consumer has no way to tell a test from a receipt.
+		return nil, fmt.Errorf("%w: simulated scan (seq %d)", ErrNotRendered, ev.Seq)
 	}
 	if (c.Site != "" && ev.Site != c.Site) || (c.Door != "" && ev.Door != c.Door) {
 		return nil, fmt.Errorf("%w: seq %d was recorded at %s/%s, this station renders %s/%s", ErrOtherDoor, ev.Seq, ev.Site, ev.Door, c.Site, c.Door)

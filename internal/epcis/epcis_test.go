@@ -440,6 +440,12 @@ func TestStationDocument(t *testing.T) {
 			t.Errorf("%s: %v, want ErrNotRendered", rec, err)
 		}
 	}
+	sim := ev
+	sim.Simulated, sim.Reader, sim.Actor, sim.Via = true, "simulate", "user:anna", "page"
+	simb, _ := json.Marshal(sim)
+	if _, err := StationDocument(simb, cfg); !errors.Is(err, ErrNotRendered) {
+		t.Errorf("simulated scan: %v, want ErrNotRendered", err)
+	}
 	bad := base(dock.Receiving, dock.Reject, dock.ReasonBadScan)
 	bad.GTIN = "09506000134352" // a partial decode is not an identified object
 	sb, _ := json.Marshal(bad)
