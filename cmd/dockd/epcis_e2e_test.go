@@ -283,3 +283,48 @@ func TestEPCISRedeliveryAfterKill9(t *testing.T) {
 		t.Errorf("%d records re-delivered, want %d", resent, n)
 	}
 }
+
+// In receipt delivery the EPCIS documents travel with their records: while
+// central has not receipted, each is resent with its event after
+// receipt_timeout, byte for byte; after the receipt, no more.
+func TestEPCISWithReceiptDelivery(t *testing.T) {
+	s := startStationWith(t, func(_, y string) string { return epcisSection(receiptYAML(y, "1s", "1h")) })
+	central := testkit.NewCentral(t, []string{s.broker.URL()}, e2eEvents, e2eReceipts, e2eStation)
+	scanN(s, "E", 4)
+	seen := map[uint64][]byte{}
+	counts := func(msgs []testkit.Message) map[uint64]int {
+		n := map[uint64]int{}
+		for _, d := range epcisDocs(t, msgs) {
+			if p, ok := seen[d.seq]; ok && !bytes.Equal(p, d.raw) {
+				t.Fatalf("seq %d: EPCIS resent with other bytes:\n%s\n%s", d.seq, p, d.raw)
+			}
+			seen[d.seq] = d.raw
+			n[d.seq]++
+		}
+		return n
+	}
+	s.sub.WaitFor(t, func(msgs []testkit.Message) bool {
+		n := counts(msgs)
+		for seq := uint64(1); seq <= 4; seq++ {
+			if n[seq] < 2 {
+				return false
+			}
+		}
+		return true
+	}, 15*time.Second)
+	for _, p := range seen {
+		epcistest.Require(t, p)
+	}
+	central.Receipt(t, 4)
+	waitUntil(t, 10*time.Second, "buffer empty after the receipt", func() bool {
+		return s.d.queue.Stats().Depth == 0 && s.d.up.Stats().Unconfirmed == 0
+	})
+	before := counts(s.sub.Messages())
+	time.Sleep(2500 * time.Millisecond) // more than receipt_timeout: nothing may come again
+	after := counts(s.sub.Messages())
+	for seq, n := range after {
+		if n != before[seq] {
+			t.Errorf("seq %d: EPCIS published again after its receipt (%d → %d)", seq, before[seq], n)
+		}
+	}
+}
