@@ -230,7 +230,7 @@ func (o *outcome) decision() dock.Decision {
 	case o.warn != nil:
 		d = *o.warn
 	}
-	d.Shipment = o.shipment
+	d.ExpectedShipment = o.shipment
 	return d
 }
 
@@ -241,7 +241,7 @@ func storageFault(err error) dock.Decision {
 // Decide returns the decision for it at a door. Every rule is checked; the
 // first rule that rejects decides, else the first that warns, else the
 // scan is accepted. An error from the list is a storage fault and rejects:
-// the door never opens on a list it cannot read. Decision.Shipment names
+// the door never opens on a list it cannot read. Decision.ExpectedShipment names
 // the expected shipment whose line the item matched, whatever the verdict.
 func Decide(it Item, list List, pol Policy, at At) dock.Decision {
 	o := &outcome{pol: pol, dir: at.Direction}

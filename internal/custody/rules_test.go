@@ -298,8 +298,8 @@ func TestDecisionNamesMatchedShipment(t *testing.T) {
 		{Item{GTIN: g2, Lot: "X"}, dock.Reject, ""},              // not_expected
 	} {
 		d := Decide(tc.it, src, Policy{}, at)
-		if d.Verdict != tc.verdict || d.Shipment != tc.ship {
-			t.Errorf("%+v: %s/%s shipment %q, want %s shipment %q", tc.it, d.Verdict, d.Reason, d.Shipment, tc.verdict, tc.ship)
+		if d.Verdict != tc.verdict || d.ExpectedShipment != tc.ship {
+			t.Errorf("%+v: %s/%s shipment %q, want %s shipment %q", tc.it, d.Verdict, d.Reason, d.ExpectedShipment, tc.verdict, tc.ship)
 		}
 	}
 }
