@@ -112,7 +112,7 @@ func (d *daemon) commandConfig(c command.Config) command.Config {
 // Receive, but it keeps the retained flag and never copies more than the
 // command size limit (an oversized payload is handed on as its size only,
 // to be answered too_large). Safe for concurrent use.
-func (s *commandService) ReceiveMessage(m uplink.Message) {
+func (s *commandService) ReceiveMessage(m uplink.Inbound) {
 	msg := commandMsg{topic: m.Topic, retained: m.Retained}
 	if len(m.Payload) > s.maxPayload {
 		msg.size = len(m.Payload)
