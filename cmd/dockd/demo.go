@@ -80,6 +80,9 @@ func cmdDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		defer b.Close()
 		cfg.MQTT.Broker = b.URL()
+		// The embedded broker listens on loopback only and nobody signs the
+		// demo's lists: unsigned updates are this demo's explicit choice.
+		cfg.Allowlist.AllowUnsigned = cfg.Allowlist.PublicKey == ""
 	}
 
 	ctx, cancel := context.WithCancel(ctx)

@@ -142,7 +142,8 @@ func printDoctorTable(w io.Writer, rows []checkRow) {
 func (d *doctor) run(ctx context.Context) {
 	cfg, err := loadConfig(d.path)
 	if err == nil {
-		err = checkDevices(d.path, cfg)
+		d.checkSecrets(cfg) // a row each, with its fix
+		err = withoutSecretErrors(checkDevices(d.path, cfg))
 	}
 	if err != nil {
 		fix := "correct the lines named above (dockd check-config " + d.path + "), or write a new config with dockd provision"
@@ -160,6 +161,7 @@ func (d *doctor) run(ctx context.Context) {
 	d.checkBuffer()
 	d.checkBroker(ctx)
 	d.checkAllowlist()
+	d.checkSigning()
 	d.checkClock()
 	d.checkLight()
 	for _, rc := range cfg.Readers {
@@ -266,7 +268,7 @@ func (d *doctor) checkBroker(ctx context.Context) {
 		b, err := os.ReadFile(m.PasswordFile)
 		if err != nil {
 			d.add("broker auth", levelFail, fmt.Sprintf("mqtt.password_file: %v", err),
-				"create it readable by the service only: install -m 0640 -o root -g dockd /dev/stdin "+m.PasswordFile)
+				"create it readable by the service only: install -m 0600 -o dockd /dev/stdin "+m.PasswordFile)
 			return
 		}
 		pc.Password = strings.TrimSpace(string(b))
