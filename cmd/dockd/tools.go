@@ -21,12 +21,15 @@ import (
 
 // cmdDecode reads scans from stdin, one per line, and prints one JSON object
 // per line in order. GS may be typed as the four characters \x1d.
-func cmdDecode(args []string, stdin io.Reader, stdout io.Writer) error {
+func cmdDecode(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("decode", flag.ContinueOnError)
 	rfid := fs.Bool("rfid", false, "input lines are EPC hex strings from an RFID reader")
 	noAIM := fs.String("no-aim", "gs1", "how to read scans without an AIM symbology id: gs1 | plain")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	if err := parseArgs(fs, "dockd decode [--rfid] [--no-aim gs1|plain] < SCANS   (one scan per line; \\x1d for GS)", args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return &exitError{2, fmt.Errorf("decode: unexpected argument %q (scans are read from stdin)", fs.Arg(0))}
 	}
 	dec, err := scan.NewDecoder(scan.Config{NoAIM: *noAIM})
 	if err != nil {
@@ -74,16 +77,29 @@ func stateFlags(fs *flag.FlagSet) func() (string, error) {
 	}
 }
 
+// bufferSynopses is the usage line of each buffer subcommand.
+var bufferSynopses = map[string]string{
+	"stats":  "dockd buffer stats [--config FILE | --state-dir DIR]",
+	"peek":   "dockd buffer peek [N] [--config FILE | --state-dir DIR]",
+	"export": "dockd buffer export FILE [--config FILE | --state-dir DIR]",
+	"import": "dockd buffer import FILE [--config FILE | --state-dir DIR]",
+}
+
+const bufferUsage = `usage: dockd buffer stats | peek [N] | export FILE | import FILE   [--config FILE | --state-dir DIR]`
+
 func cmdBuffer(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return &exitError{2, errors.New("usage: dockd buffer stats | peek [N] | export FILE | import FILE")}
+	sub, args, err := commandWord(args, bufferUsage, stdout, stderr)
+	if err != nil {
+		return err
 	}
-	sub := args[0]
+	synopsis, ok := bufferSynopses[sub]
+	if !ok {
+		return &exitError{2, fmt.Errorf("unknown buffer command %q\n%s", sub, bufferUsage)}
+	}
 	fs := flag.NewFlagSet("buffer "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	dirOf := stateFlags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		return &exitError{2, err}
+	if err := parseArgs(fs, synopsis, args, stdout, stderr); err != nil {
+		return err
 	}
 	dir, err := dirOf()
 	if err != nil {
