@@ -20,6 +20,7 @@ run ./cmd/dockd ScanToPuback 1000x
 run ./cmd/dockd EndToEnd 5x
 run ./cmd/dockd DrainVsRelay 1x
 run ./cmd/dockd RSSWithBacklog 1x
+run ./cmd/dockd FlashPerEvent 1x
 
 # metric NAME-REGEX UNIT: the value before UNIT on the first matching benchmark line.
 metric() {
@@ -49,4 +50,6 @@ row "scan → light p50 (pty → GPIO edge, whole daemon)" "$(metric 'BenchmarkS
 row "scan → light p99"                               "$(metric 'BenchmarkScanToLight' scan-light-p99-µs)" "µs"
 row "scan → PUBACK p50 (broker up)"                "$(metric 'BenchmarkScanToPuback' scan-puback-p50-µs)" "µs"
 row "scan → PUBACK p99"                             "$(metric 'BenchmarkScanToPuback' scan-puback-p99-µs)" "µs"
+row "storage writes per event, broker delivery (whole daemon)" "$(metric 'BenchmarkFlashPerEvent' broker-B/event)" "bytes/event (/proc/PID/io write_bytes, 50 scans/s)"
+row "  receipt delivery (receipts every 500 ms)"         "$(metric 'BenchmarkFlashPerEvent' receipt-B/event)" "bytes/event (ratio receipt/broker $(metric 'BenchmarkFlashPerEvent' ratio))"
 row "end to end: pty → Mosquitto subscriber"         "$(metric 'BenchmarkEndToEnd' events/s)" "events/s"

@@ -103,7 +103,8 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 	}
 	storageAlarm := false
 	bufPath := filepath.Join(cfg.StateDir, "buffer.db")
-	bopts := buffer.Options{MaxBytes: int64(cfg.Buffer.MaxBytes), MaxAge: cfg.Buffer.MaxAge, AlarmFraction: cfg.Buffer.AlarmFraction, Logger: log}
+	bopts := buffer.Options{MaxBytes: int64(cfg.Buffer.MaxBytes), MaxAge: cfg.Buffer.MaxAge, AlarmFraction: cfg.Buffer.AlarmFraction, Logger: log,
+		GapRecord: d.gapRecord}
 	d.queue, err = buffer.Open(bufPath, bopts)
 	var ce *buffer.CorruptError
 	if errors.As(err, &ce) {
@@ -145,7 +146,7 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 		}
 	}
 
-	dec, err := scan.NewDecoder(scan.Config{NoAIM: cfg.Decode.NoAIM, PlainPatterns: cfg.Decode.PlainPatterns})
+	dec, err := scan.NewDecoder(scan.Config{NoAIM: cfg.Decode.NoAIM, PlainPatterns: cfg.Decode.PlainPatterns, DigitalLink: cfg.Decode.DigitalLink})
 	if err != nil {
 		return nil, fmt.Errorf("decoder: %w", err)
 	}
@@ -321,7 +322,7 @@ func (d *daemon) newUplink() (*uplink.Client, error) {
 		password = strings.TrimSpace(string(b))
 	}
 	var tlsCfg *tls.Config
-	if m.CAFile != "" || m.CertFile != "" || strings.HasPrefix(m.Broker, "ssl://") || strings.HasPrefix(m.Broker, "mqtts://") {
+	if m.CAFile != "" || m.CertFile != "" || anyTLSBroker(m) {
 		var err error
 		if tlsCfg, err = uplink.TLSConfig(m.CAFile, m.CertFile, m.KeyFile, m.ServerName); err != nil {
 			return nil, fmt.Errorf("mqtt TLS: %w", err)
@@ -329,11 +330,13 @@ func (d *daemon) newUplink() (*uplink.Client, error) {
 	}
 	will, _ := json.Marshal(map[string]any{"schema": statusSchema, "station": d.cfg.Station.ID, "site": d.cfg.Station.Site, "door": d.cfg.Station.Door, "state": "offline"})
 	base := d.cfg.TopicBase()
-	up, err := uplink.New(uplink.Config{
+	uc := uplink.Config{
 		Broker: m.Broker, ClientID: m.ClientID, Username: m.Username, Password: password, TLS: tlsCfg,
 		EventsTopic: base + "/events", StatusTopic: base + "/status", Will: will,
 		InFlight: m.InFlight, KeepAlive: m.KeepAlive, AckTimeout: m.AckTimeout,
-	}, d.outbox(), d.log.With("part", "uplink"))
+	}
+	d.deliveryConfig(&uc)
+	up, err := uplink.New(uc, d.outbox(), d.log.With("part", "uplink"))
 	if err != nil {
 		return nil, err
 	}
@@ -349,9 +352,9 @@ func (d *daemon) newUplink() (*uplink.Client, error) {
 	up.OnConnectionChange(func(connected bool) {
 		d.light.SetCondition(dock.ConditionBrokerOffline, !connected)
 		if connected {
-			d.log.Info("broker connected", "broker", m.Broker)
+			d.log.Info("broker connected", "broker", up.Stats().Broker)
 		} else {
-			d.log.Warn("broker offline; events are kept in the buffer", "broker", m.Broker)
+			d.log.Warn("broker offline; events are kept in the buffer", "broker", up.Stats().Broker)
 		}
 	})
 	return up, nil
@@ -476,13 +479,14 @@ func (d *daemon) outbox() outbox.Outbox {
 	return outbox.Outbox{Q: d.queue, Floor: d.list.Checkpoint}
 }
 
-// catchUpAcks removes from the buffer what the broker acknowledged and the
-// custody state has checkpointed (outbox.Ack holds back the rest).
+// catchUpAcks removes from the buffer what the uplink released (the broker
+// acknowledged it, or in receipt mode central receipted it) and the custody
+// state has checkpointed (outbox.Ack holds back the rest).
 func (d *daemon) catchUpAcks() {
 	if d.up == nil {
 		return
 	}
-	if seq := min(d.up.Stats().AckedSeq, d.list.Checkpoint()); seq > d.queue.Stats().LastAckSeq {
+	if seq := min(d.up.Stats().ReleasedSeq, d.list.Checkpoint()); seq > d.queue.Stats().LastAckSeq {
 		if err := d.queue.Ack(seq); err != nil {
 			d.log.Error("acknowledging delivered events in the buffer", "seq", seq, "err", err)
 		}
@@ -673,7 +677,7 @@ func (d *daemon) recordOperator(ctx context.Context, action, detail string) {
 
 func (d *daemon) drainUplink(grace time.Duration) {
 	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) && d.up.Connected() && d.up.Stats().AckedSeq < d.queue.Stats().NewestSeq {
+	for time.Now().Before(deadline) && d.up.Connected() && d.up.Stats().ReleasedSeq < d.queue.Stats().NewestSeq {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
@@ -700,6 +704,7 @@ func (d *daemon) watch(ctx context.Context) {
 	heartbeat := time.NewTicker(d.cfg.MQTT.Heartbeat) // config: at least 1s
 	defer heartbeat.Stop()
 	var alarm, full bool
+	var receipts receiptAlarm
 	for {
 		select {
 		case <-ctx.Done():
@@ -713,11 +718,12 @@ func (d *daemon) watch(ctx context.Context) {
 		}
 		d.catchUpAcks()
 		st := d.queue.Stats()
-		if a := st.Alarm || st.OverAge; a != alarm {
+		stalled := receipts.check(d)
+		if a := st.Alarm || st.OverAge || stalled; a != alarm {
 			alarm = a
 			d.light.SetCondition(dock.ConditionBufferHigh, alarm)
 			if alarm {
-				d.log.Warn("buffer alarm", "depth", st.Depth, "bytes", st.Bytes, "fill", st.Fill, "over_age", st.OverAge)
+				d.log.Warn("buffer alarm", "depth", st.Depth, "bytes", st.Bytes, "fill", st.Fill, "over_age", st.OverAge, "receipts_stalled", stalled)
 			}
 		}
 		if st.Full != full {
@@ -760,6 +766,10 @@ type bufferStatus struct {
 	Fill       float64 `json:"fill"`
 	Alarm      bool    `json:"alarm"`
 	Full       bool    `json:"full"`
+	// Receipt delivery only: events published that central has not
+	// receipted, and seconds since the oldest was first published.
+	Unconfirmed           *int     `json:"unconfirmed,omitempty"`
+	UnconfirmedOldestAgeS *float64 `json:"unconfirmed_oldest_age_s,omitempty"`
 }
 
 func (d *daemon) status(state string) Status {
@@ -773,6 +783,10 @@ func (d *daemon) status(state string) Status {
 	}
 	if !st.OldestAt.IsZero() {
 		s.Buffer.OldestAgeS = time.Since(st.OldestAt).Seconds()
+	}
+	if u := d.unconfirmed(); u.Receipt {
+		s.Buffer.Unconfirmed, s.Buffer.UnconfirmedOldestAgeS = &u.Depth, &u.OldestAgeS
+		s.Buffer.Alarm = s.Buffer.Alarm || u.Stalled
 	}
 	for _, r := range d.station.Readers() {
 		s.Readers = append(s.Readers, readerStatus{ID: r.Reader, Up: r.Up, Port: r.Port})

@@ -4,7 +4,7 @@
 //	dockd demo                                 a demo station on embedded defaults
 //	dockd check-config FILE                    validate a config (file:line: reason)
 //	dockd provision / dockd doctor             set a box up; diagnose it
-//	dockd decode [--rfid]                      decode scans from stdin, one JSON line each
+//	dockd decode [--rfid] [--escapes] [--digital-link strict|lenient]  decode scans from stdin, one JSON line each
 //	dockd allowlist import|export|stats|lookup manage the local allowlist
 //	dockd buffer stats|peek|export|import      inspect and carry the event backlog
 //	dockd version
@@ -65,7 +65,8 @@ Usage:
   dockd doctor [--json] [--wait-scan N]      check config, readers, GPIO, broker, clock, disk, buffer, allowlist
   dockd light test [--direct]        cycle every lamp and the buzzer (through the running station)
   dockd simulate [SCAN …]            inject scans into the running station (args or stdin), print each decision
-  dockd decode [--rfid]              decode scans from stdin (one per line), print one JSON object per line
+  dockd decode [--rfid] [--escapes] [--digital-link strict|lenient]
+                                     decode scans from stdin (one per line), print one JSON object per line
   dockd allowlist import|export|stats|lookup ...
   dockd trace --lot L | --serial S | --sscc X   what crossed this door, when, which way, with what decision
   dockd buffer stats|peek|export|import ...

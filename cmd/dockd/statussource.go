@@ -116,9 +116,13 @@ func (s *statusSource) Snapshot() statuspage.Snapshot {
 	if !st.OldestAt.IsZero() {
 		snap.Buffer.OldestAgeS = time.Since(st.OldestAt).Seconds()
 	}
+	if u := d.unconfirmed(); u.Receipt {
+		snap.Buffer.Unconfirmed, snap.Buffer.UnconfirmedOldestAgeS = &u.Depth, u.OldestAgeS
+		snap.Buffer.Alarm = snap.Buffer.Alarm || u.Stalled
+	}
 	if d.up != nil {
 		us := d.up.Stats()
-		snap.Broker = statuspage.Broker{Configured: true, URL: d.cfg.MQTT.Broker, Connected: d.up.Connected(), LastAck: us.LastAck}
+		snap.Broker = statuspage.Broker{Configured: true, URL: firstNonEmpty(us.Broker, d.cfg.MQTT.Broker), Connected: d.up.Connected(), LastAck: us.LastAck}
 	}
 	if in, err := d.list.Info(); err == nil {
 		snap.Allowlist = statuspage.Allowlist{Version: in.Version, Lots: in.Lots, Updated: in.Updated}

@@ -20,18 +20,22 @@ import (
 )
 
 // cmdDecode reads scans from stdin, one per line, and prints one JSON object
-// per line in order. GS may be typed as the four characters \x1d.
+// per line in order. Input bytes are decoded as they are: "<GS>" is label
+// data (a valid lot, for one). Only with --escapes are the typed escapes
+// \x1d, <GS> and {GS} turned into the GS byte.
 func cmdDecode(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("decode", flag.ContinueOnError)
 	rfid := fs.Bool("rfid", false, "input lines are EPC hex strings from an RFID reader")
 	noAIM := fs.String("no-aim", "gs1", "how to read scans without an AIM symbology id: gs1 | plain")
-	if err := parseArgs(fs, "dockd decode [--rfid] [--no-aim gs1|plain] < SCANS   (one scan per line; \\x1d for GS)", args, stdout, stderr); err != nil {
+	digitalLink := fs.String("digital-link", scan.DigitalLinkStrict, "how to judge GS1 Digital Link URIs: strict | lenient (as decode.digital_link)")
+	escapes := fs.Bool("escapes", false, `typed input: turn \x1d, <GS> and {GS} into the GS (FNC1) byte`)
+	if err := parseArgs(fs, "dockd decode [--rfid] [--no-aim gs1|plain] [--digital-link strict|lenient] [--escapes] < SCANS   (one scan per line)", args, stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return &exitError{2, fmt.Errorf("decode: unexpected argument %q (scans are read from stdin)", fs.Arg(0))}
 	}
-	dec, err := scan.NewDecoder(scan.Config{NoAIM: *noAIM})
+	dec, err := scan.NewDecoder(scan.Config{NoAIM: *noAIM, DigitalLink: *digitalLink})
 	if err != nil {
 		return &exitError{2, err}
 	}
@@ -47,7 +51,11 @@ func cmdDecode(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			if *rfid {
 				s, derr = dec.DecodeEPC(strings.TrimSpace(in))
 			} else {
-				s, derr = dec.Decode([]byte(gsEscapes.Replace(in)))
+				data := in
+				if *escapes {
+					data = gsEscapes.Replace(in)
+				}
+				s, derr = dec.Decode([]byte(data))
 			}
 			w.Write(scan.JSONLine(in, s, derr))
 			w.WriteByte('\n')

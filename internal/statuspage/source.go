@@ -138,6 +138,11 @@ type Buffer struct {
 	Fill       float64 `json:"fill"`         // Bytes / budget
 	Alarm      bool    `json:"alarm"`
 	Full       bool    `json:"full"`
+	// Unconfirmed is set only with receipt delivery: events published to
+	// the broker that central has not receipted yet (still in Depth), and
+	// seconds since the oldest was first published.
+	Unconfirmed           *int    `json:"unconfirmed,omitempty"`
+	UnconfirmedOldestAgeS float64 `json:"unconfirmed_oldest_age_s,omitempty"`
 }
 
 // Broker is the MQTT uplink.

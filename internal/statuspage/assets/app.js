@@ -77,7 +77,7 @@
     var b = s.buffer || {};
     $("buf-depth").textContent = b.depth + " queued";
     $("buf-depth").className = "v" + (b.full || b.alarm ? " bad" : "");
-    $("buf-detail").textContent = bytes(b.bytes || 0) + (b.depth ? " · oldest " + dur(b.oldest_age_s || 0) : "") + (b.full ? " · FULL" : b.alarm ? " · ALARM" : "");
+    $("buf-detail").textContent = bytes(b.bytes || 0) + (b.depth ? " · oldest " + dur(b.oldest_age_s || 0) : "") + (b.unconfirmed != null ? " · " + b.unconfirmed + " unconfirmed" + (b.unconfirmed ? " (oldest " + dur(b.unconfirmed_oldest_age_s || 0) + ")" : "") : "") + (b.full ? " · FULL" : b.alarm ? " · ALARM" : "");
     var br = s.broker || {};
     $("broker").textContent = !br.configured ? "none" : br.connected ? "connected" : "OFFLINE";
     $("broker").className = "v" + (br.configured ? (br.connected ? " ok" : " bad") : "");
