@@ -2,7 +2,10 @@ package testkit
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -31,5 +34,44 @@ func TestSelfCommandRunsThisBinary(t *testing.T) {
 	want := fmt.Sprintf("child %s/%s emulator=%q\n", runtime.GOOS, runtime.GOARCH, Emulator())
 	if !strings.Contains(string(out), want) {
 		t.Errorf("child said:\n%s\nwant a line %q", out, want)
+	}
+}
+
+// Every test that re-executes its own binary does so through SelfCommand;
+// exec.Command(os.Args[0], ...) fails under `make test-arm` wherever
+// binfmt_misc is not registered (CI's sandbox).
+func TestNoDirectSelfExec(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("module root not found from the testkit directory: %v", err)
+	}
+	direct := regexp.MustCompile(`exec\.Command(Context)?\((ctx, )?os\.Args\[0\]`)
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != root {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if direct.MatchString(line) && !strings.HasPrefix(strings.TrimSpace(line), "//") {
+				rel, _ := filepath.Rel(root, path)
+				t.Errorf("%s:%d re-executes os.Args[0] directly; use testkit.SelfCommand so it runs under qemu too", rel, i+1)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
