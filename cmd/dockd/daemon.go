@@ -72,7 +72,9 @@ type daemon struct {
 	updater *allowlist.Updater // nil without a broker
 	page    *statuspage.Server
 	pageLn  net.Listener // the status page's listener, opened at start
+	ctlLn   net.Listener // the control socket (nil: off), opened at start
 	opts    daemonOptions
+	auditState
 
 	ackButton, dirSwitch gpio.PinIn // optional door inputs
 
@@ -189,7 +191,7 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 			return nil, err
 		}
 	}
-	if cfg.Status.Addr != "" {
+	if cfg.Status.Addr != "" || cfg.Status.ControlSocket(cfg.StateDir) != "" {
 		if err := d.openStatusPage(); err != nil {
 			return nil, err
 		}
@@ -200,7 +202,7 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 // openStatusPage builds the status page and opens its listener now, so a
 // taken port fails the start rather than a running station.
 func (d *daemon) openStatusPage() error {
-	sc := statuspage.Config{Addr: d.cfg.Status.Addr, AuthReads: d.cfg.Status.AuthReads,
+	sc := statuspage.Config{Addr: d.cfg.Status.Addr, AuthReads: d.cfg.Status.AuthReads, AllowedHosts: d.cfg.Status.AllowedHosts,
 		TLSCertFile: d.cfg.Status.TLSCert, TLSKeyFile: d.cfg.Status.TLSKey, ClientCAFile: d.cfg.Status.ClientCA}
 	if pf := d.cfg.Status.PasswordFile; pf != "" {
 		h, err := statuspage.LoadPasswordFile(pf)
@@ -216,11 +218,17 @@ func (d *daemon) openStatusPage() error {
 	if d.up != nil {
 		d.up.OnAck(metrics.ObservePublishLatency)
 	}
-	ln, err := net.Listen("tcp", d.cfg.Status.Addr)
-	if err != nil {
-		return fmt.Errorf("status page: listening on %s (change status.addr, or empty it to turn the page off): %w", d.cfg.Status.Addr, err)
+	if d.cfg.Status.Addr != "" { // else only the control socket serves the API
+		ln, err := net.Listen("tcp", d.cfg.Status.Addr)
+		if err != nil {
+			return fmt.Errorf("status page: listening on %s (change status.addr, or empty it to turn the page off): %w", d.cfg.Status.Addr, err)
+		}
+		d.pageLn = ln
 	}
-	d.page, d.pageLn = page, ln
+	if err := d.openControlSocket(); err != nil {
+		return err
+	}
+	d.page = page
 	return nil
 }
 
@@ -346,6 +354,7 @@ func (d *daemon) newUplink() (*uplink.Client, error) {
 		exec.reload = d.reloadConfig
 	}
 	d.cmds = newCommandService(command.NewHandler(command.Config{Topics: topics, Station: d.cfg.Station.ID, Log: d.log, Exec: exec}), up, d.log)
+	d.cmds.audit = &exec.audit
 	up.Handle(topics.CommandFilter(), 1, d.cmds.Receive)
 	d.updater = allowlist.NewUpdater(d.list, d.publishListAck, d.log.With("part", "allowlist"))
 	up.Handle(m.TopicPrefix+"/"+d.cfg.Station.Site+"/allowlist/#", 1, d.updater.Handle)
@@ -405,6 +414,7 @@ func (d *daemon) reloadConfig() error {
 // PREFIX/SITE/DOOR/allowlist/ack (staged chunks are not acknowledged one by
 // one). Called from the updater's goroutine.
 func (d *daemon) publishListAck(a allowlist.Ack) {
+	d.recordAllowlistAck(a)
 	if a.Status == allowlist.StatusStaged {
 		return
 	}
@@ -526,7 +536,7 @@ func (d *daemon) Run(ctx context.Context) error {
 	pageCtx, stopPage := context.WithCancel(context.Background())
 	pageDone := make(chan error, 1)
 	if d.page != nil {
-		go func() { pageDone <- d.page.Serve(pageCtx, d.pageLn) }()
+		go func() { pageDone <- d.servePage(pageCtx) }()
 	} else {
 		close(pageDone)
 	}
@@ -626,7 +636,7 @@ func (d *daemon) watchInputs(ctx context.Context) *sync.WaitGroup {
 			err := light.WatchButton(ctx, d.ackButton, debounce, func() {
 				d.light.Silence()
 				d.light.SetCondition(dock.ConditionRejectHold, false)
-				d.recordOperator(ctx, "acknowledge", "acknowledge button pressed")
+				d.recordOperator(ctx, auditRecord{Action: actAcknowledge, Actor: actorOperator, Via: viaButton, Detail: "acknowledge button pressed"})
 			})
 			if err != nil {
 				d.log.Error("acknowledge button", "err", err)
@@ -640,11 +650,9 @@ func (d *daemon) watchInputs(ctx context.Context) *sync.WaitGroup {
 				if l == gpio.Low {
 					dir = dock.Shipping
 				}
-				if dir == d.station.Direction() {
-					return
+				if err := d.setDirection(ctx, dir, auditRecord{Actor: actorOperator, Via: viaKeySwitch, Detail: "key switch set " + string(dir)}); err != nil {
+					d.log.Error("direction switch", "err", err)
 				}
-				d.station.SetDirection(dir)
-				d.recordOperator(ctx, "direction", "key switch set "+string(dir))
 			})
 			if err != nil {
 				d.log.Error("direction switch", "err", err)
@@ -652,27 +660,6 @@ func (d *daemon) watchInputs(ctx context.Context) *sync.WaitGroup {
 		})
 	}
 	return &wg
-}
-
-// recordOperator appends an operator record (no decision) to the event
-// stream, durably, like a scan's custody event.
-func (d *daemon) recordOperator(ctx context.Context, action, detail string) {
-	ev := dock.CustodyEvent{
-		Schema: dock.OperatorEventSchema, Kind: "operator", Action: action, ID: dock.NewEventID(),
-		Site: d.cfg.Station.Site, Station: d.cfg.Station.ID, Door: d.cfg.Station.Door,
-		Direction: d.station.Direction(), Time: time.Now().UTC(), ClockSynced: clockSynced(),
-		Decision: dock.Decision{Detail: detail},
-	}
-	seq, err := d.outbox().Append(context.WithoutCancel(ctx), func(seq uint64) ([]byte, error) {
-		e := ev
-		e.Seq = seq
-		return json.Marshal(&e)
-	})
-	if err != nil {
-		d.log.Error("operator action not recorded", "action", action, "err", err)
-		return
-	}
-	d.log.Info("operator action", "seq", seq, "action", action, "detail", detail)
 }
 
 func (d *daemon) drainUplink(grace time.Duration) {
@@ -685,6 +672,9 @@ func (d *daemon) drainUplink(grace time.Duration) {
 func (d *daemon) closeStores() {
 	if d.pageLn != nil && d.page == nil {
 		d.pageLn.Close()
+	}
+	if d.ctlLn != nil && d.page == nil {
+		d.ctlLn.Close()
 	}
 	if d.queue != nil {
 		if err := d.queue.Close(); err != nil {

@@ -65,6 +65,9 @@ Usage:
   dockd doctor [--json] [--wait-scan N]      check config, readers, GPIO, broker, clock, disk, buffer, allowlist
   dockd light test [--direct]        cycle every lamp and the buzzer (through the running station)
   dockd simulate [SCAN …]            inject scans into the running station (args or stdin), print each decision
+  dockd login-link                   print a one-time link that signs a browser in to the status page
+  dockd direction receiving|shipping switch the running station's door (recorded with who did it)
+  dockd reload                       the running station re-reads its config file (what needs no restart)
   dockd decode [--rfid] [--escapes] [--digital-link strict|lenient]
                                      decode scans from stdin (one per line), print one JSON object per line
   dockd allowlist import|export|stats|lookup ...
@@ -106,6 +109,12 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdTrace(ctx, rest, stdout, stderr)
 	case "light":
 		return cmdLight(ctx, rest, stdout, stderr)
+	case "direction":
+		return cmdDirection(ctx, rest, stdout, stderr)
+	case "reload":
+		return cmdReload(ctx, rest, stdout, stderr)
+	case "login-link":
+		return cmdLoginLink(ctx, rest, stdout, stderr)
 	case "simulate":
 		return cmdSimulate(ctx, rest, stdin, stdout, stderr)
 	case "decode":

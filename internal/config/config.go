@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -65,6 +66,25 @@ type Status struct {
 	TLSCert      string `yaml:"tls_cert"`
 	TLSKey       string `yaml:"tls_key"`
 	ClientCA     string `yaml:"client_ca"` // require client certificates signed by this CA
+	// AllowedHosts are the host names browsers may use for the page (IP
+	// literals, localhost and the addr's host always work); any other Host
+	// header is refused (DNS rebinding).
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// Socket is the control socket for the technician's tools on the box
+	// (dockd simulate, light test, login-link); default STATE_DIR/control.sock,
+	// "off" turns it off.
+	Socket string `yaml:"socket"`
+}
+
+// ControlSocket is the control socket's path, "" when it is off.
+func (s Status) ControlSocket(stateDir string) string {
+	switch s.Socket {
+	case "off":
+		return ""
+	case "":
+		return filepath.Join(stateDir, "control.sock")
+	}
+	return s.Socket
 }
 
 // Station names the door this box serves.
@@ -524,6 +544,8 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 			bad(fmt.Sprintf("%q: use letters, digits, '.', '_' or '-'", r.ID), "readers", i, "id")
 		case seen[r.ID]:
 			bad(fmt.Sprintf("%q used twice: reader ids must be unique", r.ID), "readers", i, "id")
+		case r.ID == dock.SimulatedReader:
+			bad(fmt.Sprintf("%q is reserved for simulated scans (dockd simulate): choose another reader id", r.ID), "readers", i, "id")
 		}
 		seen[r.ID] = true
 		switch r.Type {
@@ -686,6 +708,14 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 				bad(fmt.Sprintf("%q listens beyond this box: set status.password_file or status.client_ca", a), "status", "addr")
 			}
 		}
+	}
+	for i, h := range c.Status.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/ @*") {
+			bad(fmt.Sprintf("%q: want a host name or address (no scheme, path or wildcard)", h), "status", "allowed_hosts", i)
+		}
+	}
+	if p := c.Status.Socket; p != "" && p != "off" && (!filepath.IsAbs(p) || len(p) > 100) {
+		bad(fmt.Sprintf("%q: want an absolute path of at most 100 bytes, or off", p), "status", "socket")
 	}
 	if (c.Status.TLSCert == "") != (c.Status.TLSKey == "") {
 		bad("tls_cert and tls_key go together", "status", "tls_cert")

@@ -137,12 +137,19 @@
     es.onerror = function () { startPolling(); };
   }
 
+  // The session's CSRF token, embedded by the server; empty when signed out.
+  var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  var who = $("who"), user = who.dataset.user;
+  if (user) { who.textContent = "signed in as " + user; }
+  else { var a = el("a", "", "sign in"); a.href = "login"; who.appendChild(a); }
+
   function post(path, body, what) {
     var msg = $("msg");
+    if (!csrf) { msg.textContent = "sign in needed"; location.href = "login"; return Promise.resolve(); }
     msg.textContent = what + "…";
     return fetch(path, {
       method: "POST", cache: "no-store", credentials: "same-origin",
-      headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {})
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(body || {})
     }).then(function (r) {
       if (r.status === 401) { msg.textContent = "sign in needed"; location.href = "login"; return; }
       return r.json().then(function (j) {
