@@ -278,6 +278,15 @@ func TestMercuryPallet(t *testing.T) {
 	m := testkit.NewMercury(t, p, testkit.MercuryConfig{LineRate: 115200 / 10})
 	cfg := mercuryCfg(p)
 	cfg.DedupeWindow = 2 * time.Second
+	if emu := testkit.Emulator(); emu != "" {
+		// A tag's sightings are about 1.5 s apart on the emulated wire, 0.5 s
+		// inside the window. Under qemu on a loaded host a descheduled
+		// emulator or reader stretches that gap past 2 s (seen: 201 frames),
+		// so the margin, not the deduper, would be measured. Widened there;
+		// the order and the 601/400 counts are checked all the same.
+		cfg.DedupeWindow = 6 * time.Second
+		t.Logf("under %s: dedupe window %s instead of 2s", emu, cfg.DedupeWindow)
+	}
 	rn := start(t, cfg)
 	rn.State(t, true)
 
