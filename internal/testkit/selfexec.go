@@ -4,6 +4,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
+	"time"
 )
 
 // EmulatorEnv names the environment variable through which `make test-arm`
@@ -18,7 +20,11 @@ const EmulatorEnv = "DOCKD_TEST_EMULATOR"
 // /proc/thread-self/exe: qemu-user answers the first with the guest binary
 // but passes the second through to the kernel, which names qemu itself. A
 // native process sees the same file in both.
-func Emulator() string {
+func Emulator() string { return emulator() }
+
+var emulator = sync.OnceValue(detectEmulator)
+
+func detectEmulator() string {
 	if e := os.Getenv(EmulatorEnv); e != "" {
 		return e
 	}
@@ -44,4 +50,23 @@ func SelfCommand(args ...string) *exec.Cmd {
 		return exec.Command(emu, append([]string{os.Args[0]}, args...)...)
 	}
 	return exec.Command(os.Args[0], args...)
+}
+
+// EmulationSlowdown is the factor by which Slow stretches a wall-clock
+// allowance under user-mode emulation. qemu-user runs the tests several
+// times slower, and on a loaded 2-core host the emulated process was seen
+// descheduled for up to a second (a 900 ms lamp hold ending at 1.96 s, a
+// 300 ms command timeout missed).
+const EmulationSlowdown = 5
+
+// Slow returns d natively and d×EmulationSlowdown under user-mode emulation.
+// Tests wrap in it the allowances that only absorb scheduling delay — a
+// timeout waiting for an emulated device, the late side of a timing
+// tolerance — never the values whose exactness is under test (timers never
+// fire early, so early-side bounds stay as they are).
+func Slow(d time.Duration) time.Duration {
+	if Emulator() != "" {
+		return d * EmulationSlowdown
+	}
+	return d
 }
