@@ -159,7 +159,9 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 	for _, rc := range cfg.Readers {
 		switch rc.Type {
 		case "serial":
-			r, err := reader.NewSerial(readerConfig(rc), log.With("part", "reader", "reader", rc.ID))
+			// The reader packages add "reader" (its id) and "port" themselves;
+			// adding them here too would repeat the key in every line.
+			r, err := reader.NewSerial(readerConfig(rc), log.With("part", "reader"))
 			if err != nil {
 				return nil, err
 			}
@@ -169,7 +171,7 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 				d.readers = append(d.readers, r)
 			}
 		case "rfid":
-			r, err := rfid.New(rfidConfig(rc), log.With("part", "reader", "reader", rc.ID))
+			r, err := rfid.New(rfidConfig(rc), log.With("part", "reader"))
 			if err != nil {
 				return nil, err
 			}

@@ -90,13 +90,15 @@ const (
 // exitError with code 1 when any check failed.
 func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/dockd/dockd.yaml", "config file")
 	asJSON := fs.Bool("json", false, "print a JSON report instead of the table")
 	wait := fs.Int("wait-scan", 0, "wait up to N seconds for a test scan on each reader (0: only check the port opens)")
 	timeout := fs.Duration("timeout", doctorProbeTimeout, "broker check timeout")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	if err := parseArgs(fs, "dockd doctor [--config FILE] [--json] [--wait-scan N] [--timeout D]", args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return &exitError{2, fmt.Errorf("doctor: unexpected argument %q", fs.Arg(0))}
 	}
 	d := &doctor{path: *path, waitScan: time.Duration(*wait) * time.Second, timeout: *timeout, stderr: stderr}
 	if *asJSON {

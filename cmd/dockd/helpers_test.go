@@ -167,7 +167,9 @@ func startStationOpts(t testing.TB, prepare func(dir, yaml string) string, opts 
 		level = slog.LevelWarn // a log line per decision would be measured too
 	}
 	s.logs = &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, s.logs), &slog.HandlerOptions{Level: level}))
+	// JSON, as the daemon logs under systemd, and every line checked: one
+	// object, no key twice (testkit.StrictJSONLog fails the test otherwise).
+	log := slog.New(slog.NewJSONHandler(io.MultiWriter(testWriter{t}, s.logs, testkit.NewStrictJSONLog(t)), &slog.HandlerOptions{Level: level}))
 	opts.ConfigPath = path
 	s.d, err = openDaemon(cfg, log, opts)
 	if err != nil {
@@ -410,7 +412,9 @@ func startProcBin(t testing.TB, bin, configPath string, env ...string) *proc {
 		defer close(p.done)
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		strict := testkit.NewStrictJSONLog(t)
 		for sc.Scan() {
+			strict.Write(append(sc.Bytes(), '\n'))
 			var rec struct {
 				Msg string `json:"msg"`
 				Seq uint64 `json:"seq"`

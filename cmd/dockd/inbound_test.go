@@ -373,7 +373,7 @@ func TestStagingReserveOnSmallDisk(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitUntil(t, 10*time.Second, "the chunk staged or refused", func() bool {
-			if refused = strings.Contains(s.logs.String(), "reason=no_space"); refused {
+			if refused = strings.Contains(s.logs.String(), `"reason":"no_space"`); refused {
 				return true
 			}
 			info, _ := s.d.list.Info()

@@ -539,7 +539,6 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode, gid int) error 
 // cmdProvision writes a station config. See the usage text for flags.
 func cmdProvision(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("provision", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/dockd/dockd.yaml", "config file to write")
 	var pl provPlan
 	fs.StringVar(&pl.Site, "site", "", "site id")
@@ -563,8 +562,11 @@ func cmdProvision(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	fs.BoolVar(&pl.AllowUnsigned, "allow-unsigned", false, "accept unsigned allowlist updates from central (doctor warns)")
 	yes := fs.Bool("yes", false, "do not ask: take everything from flags and write")
 	byID := fs.String("by-id", "/dev/serial/by-id", "where to list serial devices")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	if err := parseArgs(fs, "dockd provision [flags]   (asks on a terminal; --yes takes everything from flags)", args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return &exitError{2, fmt.Errorf("provision: unexpected argument %q (every setting is a flag)", fs.Arg(0))}
 	}
 	pl.Readers = readers
 	for _, kv := range strings.Split(*pins, ",") {
