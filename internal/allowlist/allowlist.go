@@ -88,6 +88,8 @@ type options struct {
 	flushEvery     time.Duration
 	flushRecords   int
 	publicKey      []byte // ed25519.PublicKey; nil: updates are not signed
+	requireSig     bool   // refuse updates while publicKey is nil
+	limits         Limits
 }
 
 // WithTraceRetention keeps trace records for d (default 90 days).
@@ -106,6 +108,7 @@ func Open(path string, opt ...Option) (*Store, error) {
 	for _, f := range opt {
 		f(&o)
 	}
+	o.limits.defaults(path)
 	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("opening allowlist %s: %w", path, err)

@@ -13,6 +13,7 @@ import (
 	"net"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	firmwareconfig "github.com/dockd/dockd/firmware-config"
 	"github.com/dockd/dockd/internal/dock"
+	"github.com/dockd/dockd/internal/epcis"
 )
 
 // Config is the whole station configuration. The YAML keys are the
@@ -37,14 +39,62 @@ type Config struct {
 	Policy    Policy    `yaml:"policy"`
 	Allowlist Allowlist `yaml:"allowlist"`
 	Status    Status    `yaml:"status"`
+	EPCIS     EPCIS     `yaml:"epcis"`
 	Log       Log       `yaml:"log"`
+}
+
+// EPCIS turns on the GS1 EPCIS 2.0 rendering of custody events, published
+// on PREFIX/SITE/DOOR/epcis beside each event (internal/epcis renders it;
+// uplink/contract/CONTRACT.md documents it).
+type EPCIS struct {
+	// Enabled publishes an EPCISDocument for every scan record. Off by default.
+	Enabled bool `yaml:"enabled"`
+	// ReadPoint is the door, BizLocation the site: an SGLN
+	// (urn:epc:id:sgln:…), a GLN Digital Link (https://id.gs1.org/414/…) or
+	// an https URI the site owns. Required when Enabled.
+	ReadPoint   string `yaml:"read_point"`
+	BizLocation string `yaml:"biz_location"`
+	// CompanyPrefixes maps leading digits of GS1 keys (after the indicator
+	// or extension digit) to the GS1 Company Prefix length of keys starting
+	// with them; the longest match wins. Keys it does not cover are written
+	// as GS1 Digital Link URIs, whether read from a barcode or a tag.
+	CompanyPrefixes map[string]int `yaml:"company_prefixes"`
+	// TransactionType is the CBV business transaction type of the ids of
+	// expected shipments (po, desadv, bol, …; empty: untyped);
+	// TransactionURI is the URI of a shipment id with {id} in its place.
+	TransactionType string `yaml:"transaction_type"`
+	TransactionURI  string `yaml:"transaction_uri"`
+}
+
+// Prefixes returns the company prefix table (validated by Parse).
+func (e EPCIS) Prefixes() epcis.Prefixes {
+	p, _ := epcis.NewPrefixes(e.CompanyPrefixes)
+	return p
 }
 
 // Allowlist configures the local list and what central may send down.
 type Allowlist struct {
 	// PublicKey (base64 Ed25519) makes the station accept only updates
-	// signed by central's key; empty accepts unsigned updates.
+	// signed by central's key.
 	PublicKey string `yaml:"public_key"`
+	// AllowUnsigned accepts unsigned updates from central. With a broker
+	// configured, one of PublicKey and AllowUnsigned is required (never
+	// both): unsigned lists must be a decision, not a default.
+	AllowUnsigned bool `yaml:"allow_unsigned"`
+	// MaxChunkBytes bounds one snapshot chunk, MaxDeltaBytes one delta,
+	// MaxSnapshotBytes a whole snapshot (its manifest's bytes and what is
+	// staged for it). Larger messages are refused before they are parsed
+	// or stored.
+	MaxChunkBytes    ByteSize `yaml:"max_chunk_bytes"`
+	MaxDeltaBytes    ByteSize `yaml:"max_delta_bytes"`
+	MaxSnapshotBytes ByteSize `yaml:"max_snapshot_bytes"`
+	// StagingTTL: a snapshot still incomplete this long after its first
+	// part arrived is dropped and its staging freed.
+	StagingTTL time.Duration `yaml:"staging_ttl"`
+	// DiskReserve is free space under state_dir that staging never takes,
+	// on top of what the event buffer may still grow to (buffer.max_bytes
+	// minus what it holds).
+	DiskReserve ByteSize `yaml:"disk_reserve"`
 	// TraceRetention is how long what crossed the door stays in the local
 	// trace (dockd trace).
 	TraceRetention time.Duration `yaml:"trace_retention"`
@@ -93,6 +143,22 @@ type Station struct {
 	Door      string         `yaml:"door"`
 	ID        string         `yaml:"id"` // defaults to SITE-DOOR
 	Direction dock.Direction `yaml:"direction"`
+	// TimeZone is the site's IANA time zone (e.g. Europe/Berlin): the day
+	// expiry dates are checked against, and the offset EPCIS events carry.
+	// Empty: the box's local zone.
+	TimeZone string `yaml:"time_zone"`
+}
+
+// Location returns the site's time zone (validated by Parse); the box's
+// local zone when none is set.
+func (s Station) Location() *time.Location {
+	if s.TimeZone == "" {
+		return time.Local
+	}
+	if l, err := time.LoadLocation(s.TimeZone); err == nil {
+		return l
+	}
+	return time.Local
 }
 
 // Reader is one barcode scanner or RFID reader.
@@ -196,6 +262,15 @@ type MQTT struct {
 	AckTimeout  time.Duration `yaml:"ack_timeout"`
 	// Heartbeat is how often the retained status is republished.
 	Heartbeat time.Duration `yaml:"heartbeat"`
+	// Limits bound what central may send (checked before parsing).
+	Limits Limits `yaml:"limits"`
+}
+
+// Limits bound inbound MQTT messages by topic (allowlist topics: see
+// Allowlist.Max*).
+type Limits struct {
+	// CommandBytes bounds one message on PREFIX/SITE/DOOR/cmd/NAME.
+	CommandBytes ByteSize `yaml:"command_bytes"`
 }
 
 // Delivery modes (MQTT.Delivery).
@@ -335,16 +410,18 @@ func Defaults() Config {
 			KeepAlive:   15 * time.Second,
 			AckTimeout:  10 * time.Second,
 			Heartbeat:   30 * time.Second,
+			Limits:      Limits{CommandBytes: 64 << 10},
 			Delivery:    DeliveryBroker,
 			// Receipts: resend after 30 s without one, alarm after 5 min.
 			ReceiptTimeout: 30 * time.Second,
 			ReceiptAlarm:   5 * time.Minute,
 		},
-		Buffer:    Buffer{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, AlarmFraction: 0.8},
-		Decode:    Decode{NoAIM: "gs1", DigitalLink: "strict"},
-		Status:    Status{Addr: "127.0.0.1:8080"},
-		Allowlist: Allowlist{TraceRetention: 90 * 24 * time.Hour},
-		Log:       Log{Level: "info", Format: "auto"},
+		Buffer: Buffer{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, AlarmFraction: 0.8},
+		Decode: Decode{NoAIM: "gs1", DigitalLink: "strict"},
+		Status: Status{Addr: "127.0.0.1:8080"},
+		Allowlist: Allowlist{TraceRetention: 90 * 24 * time.Hour, MaxChunkBytes: 256 << 10, MaxDeltaBytes: 1 << 20,
+			MaxSnapshotBytes: 64 << 20, StagingTTL: time.Hour, DiskReserve: 32 << 20},
+		Log: Log{Level: "info", Format: "auto"},
 	}
 }
 
@@ -526,9 +603,18 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 	} else if !idPattern.MatchString(c.Station.Door) {
 		bad(fmt.Sprintf("%q: use letters, digits, '.', '_' or '-' (max 64), it becomes part of MQTT topics", c.Station.Door), "station", "door")
 	}
+	if c.Station.Door == "allowlist" {
+		bad(`"allowlist" is reserved: PREFIX/SITE/allowlist/… is the site's allowlist topic`, "station", "door")
+	}
 	if !c.Station.Direction.Valid() {
 		bad(fmt.Sprintf("%q: want receiving or shipping", c.Station.Direction), "station", "direction")
 	}
+	if tz := c.Station.TimeZone; tz != "" {
+		if _, err := time.LoadLocation(tz); err != nil || tz == "Local" {
+			bad(fmt.Sprintf("%q is not an IANA time zone such as Europe/Berlin or UTC (is tzdata installed?)", tz), "station", "time_zone")
+		}
+	}
+	c.validateEPCIS(bad)
 	if c.StateDir == "" {
 		bad("missing: a directory for the buffer and allowlist files", "state_dir")
 	}
@@ -697,6 +783,25 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 			bad("want a base64 Ed25519 public key (32 bytes)", "allowlist", "public_key")
 		}
 	}
+	if (c.MQTT.Broker != "" || len(c.MQTT.Brokers) > 0) && c.Allowlist.PublicKey == "" && !c.Allowlist.AllowUnsigned {
+		bad("the uplink is on but no key checks central's allowlist updates: set allowlist.public_key to central's Ed25519 public key (base64; dockd provision --allowlist-key), or accept unsigned lists knowingly with allowlist.allow_unsigned: true", "allowlist", "public_key")
+	}
+	if c.Allowlist.PublicKey != "" && c.Allowlist.AllowUnsigned {
+		bad("allow_unsigned: true contradicts public_key: remove one", "allowlist", "allow_unsigned")
+	}
+	sizeIn := func(v ByteSize, lo, hi int64, path ...any) {
+		if int64(v) < lo || int64(v) > hi {
+			bad(fmt.Sprintf("%d bytes: want %s … %s", v, human(lo), human(hi)), path...)
+		}
+	}
+	sizeIn(c.MQTT.Limits.CommandBytes, 1<<10, 1<<20, "mqtt", "limits", "command_bytes")
+	sizeIn(c.Allowlist.MaxChunkBytes, 1<<10, 16<<20, "allowlist", "max_chunk_bytes")
+	sizeIn(c.Allowlist.MaxDeltaBytes, 1<<10, 16<<20, "allowlist", "max_delta_bytes")
+	sizeIn(c.Allowlist.MaxSnapshotBytes, int64(c.Allowlist.MaxChunkBytes), 4<<30, "allowlist", "max_snapshot_bytes")
+	sizeIn(c.Allowlist.DiskReserve, 0, 1<<40, "allowlist", "disk_reserve")
+	if c.Allowlist.StagingTTL < time.Minute || c.Allowlist.StagingTTL > 7*24*time.Hour {
+		bad(fmt.Sprintf("%s: want 1m … 168h", c.Allowlist.StagingTTL), "allowlist", "staging_ttl")
+	}
 	if c.Allowlist.TraceRetention < time.Hour {
 		bad(fmt.Sprintf("%s: want at least 1h", c.Allowlist.TraceRetention), "allowlist", "trace_retention")
 	}
@@ -731,6 +836,52 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 		bad(fmt.Sprintf("%q: want auto, text or json", c.Log.Format), "log", "format")
 	}
 	return errs
+}
+
+// human writes a byte count with the largest binary unit that divides it.
+func human(n int64) string {
+	for _, u := range []struct {
+		s string
+		m int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.m && n%u.m == 0 {
+			return fmt.Sprintf("%d%s", n/u.m, u.s)
+		}
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+// validateEPCIS checks the epcis section: locations and transactions even
+// when the rendering is off (so a typo is caught before it is turned on).
+func (c *Config) validateEPCIS(bad func(msg string, path ...any)) {
+	e := c.EPCIS
+	for _, l := range []struct{ key, uri string }{{"read_point", e.ReadPoint}, {"biz_location", e.BizLocation}} {
+		if l.uri == "" {
+			if e.Enabled {
+				bad("missing: EPCIS needs the door's and the site's location (an SGLN such as urn:epc:id:sgln:4012345.00001.door9, a GLN Digital Link, or an https URI the site owns)", "epcis", l.key)
+			}
+			continue
+		}
+		if err := epcis.CheckLocation(l.uri); err != nil {
+			bad(strings.TrimPrefix(err.Error(), epcis.ErrConfig.Error()+": "), "epcis", l.key)
+		}
+	}
+	keys := make([]string, 0, len(e.CompanyPrefixes))
+	for k := range e.CompanyPrefixes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if _, err := epcis.NewPrefixes(map[string]int{k: e.CompanyPrefixes[k]}); err != nil {
+			bad(strings.TrimPrefix(err.Error(), epcis.ErrConfig.Error()+": "), "epcis", "company_prefixes", k)
+		}
+	}
+	if err := epcis.CheckTransaction(e.TransactionType, ""); err != nil {
+		bad(strings.TrimPrefix(err.Error(), epcis.ErrConfig.Error()+": "), "epcis", "transaction_type")
+	}
+	if err := epcis.CheckTransaction("", e.TransactionURI); err != nil {
+		bad(strings.TrimPrefix(err.Error(), epcis.ErrConfig.Error()+": "), "epcis", "transaction_uri")
+	}
 }
 
 // WarnableReasons are the reasons a site policy may downgrade to a warning.
