@@ -23,40 +23,38 @@ import (
 	"github.com/dockd/dockd/uplink"
 )
 
-const collectUsage = `dockd collect — central's collector: events from the broker into PostgreSQL, receipts back
+const collectUsage = `usage: dockd collect run --broker URL [--broker URL2 …] --db postgres://… [--name N]
+                         [--share | --partition k/n] [--http 127.0.0.1:PORT]
+                         [--username central --password-file F] [--ca-file CA [--cert-file C --key-file K]]
+       dockd collect trace --db postgres://… --lot L | --serial S | --sscc X [--gtin G] [--json]
 
-Usage:
-  dockd collect run --broker URL [--broker URL2 …] --db postgres://… [--name N]
-                    [--share | --partition k/n] [--http 127.0.0.1:PORT]
-                    [--username central --password-file F] [--ca-file CA [--cert-file C --key-file K]]
-  dockd collect trace --db postgres://… --lot L | --serial S | --sscc X [--gtin G] [--json]
+Central's collector. run: subscribe (persistent session, QoS 1) to dockd/v1/+/+/events,
+store each event once in PostgreSQL, acknowledge it to the broker after the commit, then
+publish the station's receipt on dockd/v1/SITE/DOOR/receipts; --http serves
+GET /trace?lot=…|serial=…|sscc=… as JSON. trace: where a lot, serial or SSCC crossed —
+every door, which way, when, what decision. The database URL may also come from
+$DOCKD_COLLECT_DB.`
 
-run    subscribe (persistent session, QoS 1) to dockd/v1/+/+/events, store each event
-       once in PostgreSQL, acknowledge it to the broker after the commit, then publish
-       the station's receipt on dockd/v1/SITE/DOOR/receipts. --http serves
-       GET /trace?lot=…|serial=…|sscc=… as JSON.
-trace  where a lot, serial or SSCC crossed: every door, which way, when, what decision.
-
-The database URL may also come from $DOCKD_COLLECT_DB.
-`
+// collectSynopses is the usage line of each collect subcommand.
+var collectSynopses = map[string]string{
+	"run":   "dockd collect run --broker URL [--broker URL2 …] --db postgres://… [flags]",
+	"trace": "dockd collect trace --db postgres://… --lot L | --serial S | --sscc X [--gtin G] [--json]",
+}
 
 // cmdCollect dispatches dockd collect SUBCOMMAND.
 func cmdCollect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, collectUsage)
-		return &exitError{2, errors.New("collect: no subcommand given")}
+	sub, args, err := commandWord(args, collectUsage, stdout, stderr)
+	if err != nil {
+		return err
 	}
-	switch args[0] {
+	switch sub {
 	case "run":
-		return cmdCollectRun(ctx, args[1:], stderr)
+		return cmdCollectRun(ctx, args, stdout, stderr)
 	case "trace":
-		return cmdCollectTrace(ctx, args[1:], stdout, stderr)
-	case "help", "--help", "-h":
-		fmt.Fprint(stdout, collectUsage)
-		return nil
+		return cmdCollectTrace(ctx, args, stdout, stderr)
 	}
-	fmt.Fprint(stderr, collectUsage)
-	return &exitError{2, fmt.Errorf("collect: unknown subcommand %q", args[0])}
+	fmt.Fprintln(stderr, collectUsage)
+	return &exitError{2, fmt.Errorf("collect: unknown subcommand %q", sub)}
 }
 
 type listFlag []string
@@ -64,24 +62,8 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-// parseFlags parses args; --help (the flag package has printed the
-// flags) ends the command successfully (done true).
-func parseFlags(fs *flag.FlagSet, args []string) (done bool, err error) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return true, nil
-		}
-		return true, &exitError{2, err}
-	}
-	if fs.NArg() != 0 {
-		return true, &exitError{2, fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
-	}
-	return false, nil
-}
-
-func cmdCollectRun(ctx context.Context, args []string, stderr io.Writer) error {
+func cmdCollectRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("collect run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var brokers listFlag
 	fs.Var(&brokers, "broker", "MQTT broker URL, e.g. tcp://127.0.0.1:1883 (repeat for failover)")
 	db := fs.String("db", os.Getenv("DOCKD_COLLECT_DB"), "PostgreSQL URL, e.g. postgres://dockd@127.0.0.1/dockd")
@@ -97,8 +79,11 @@ func cmdCollectRun(ctx context.Context, args []string, stderr io.Writer) error {
 	httpAddr := fs.String("http", "", "serve GET /trace on this address, e.g. 127.0.0.1:8080")
 	batch := fs.Int("batch", 1000, "most events per transaction")
 	logFormat := fs.String("log-format", "text", "text or json")
-	if done, err := parseFlags(fs, args); done {
+	if err := parseArgs(fs, collectSynopses["run"], args, stdout, stderr); err != nil {
 		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError(fs, collectSynopses["run"], stderr, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	if len(brokers) == 0 || *db == "" {
 		return &exitError{2, errors.New("collect run: --broker and --db are required")}
@@ -188,7 +173,6 @@ func crashHookFromEnv() func(collector.Point) {
 
 func cmdCollectTrace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("collect trace", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	db := fs.String("db", os.Getenv("DOCKD_COLLECT_DB"), "PostgreSQL URL")
 	var q collector.TraceQuery
 	fs.StringVar(&q.Lot, "lot", "", "lot (AI 10)")
@@ -196,8 +180,11 @@ func cmdCollectTrace(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.StringVar(&q.SSCC, "sscc", "", "pallet SSCC (AI 00)")
 	fs.StringVar(&q.GTIN, "gtin", "", "narrow a lot or serial to one GTIN")
 	asJSON := fs.Bool("json", false, "print JSON (the same body as GET /trace)")
-	if done, err := parseFlags(fs, args); done {
+	if err := parseArgs(fs, collectSynopses["trace"], args, stdout, stderr); err != nil {
 		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError(fs, collectSynopses["trace"], stderr, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	n := 0
 	for _, v := range []string{q.Lot, q.Serial, q.SSCC} {
