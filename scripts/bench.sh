@@ -22,6 +22,7 @@ run ./cmd/dockd DrainVsRelay 1x
 run ./cmd/dockd RSSWithBacklog 1x
 run ./cmd/dockd FlashPerEvent 1x
 run ./internal/collector CollectorThroughput 1x
+run ./internal/collector FSMA204Export 3x
 
 # metric NAME-REGEX UNIT: the value before UNIT on the first matching benchmark line.
 metric() {
@@ -56,3 +57,5 @@ row "  receipt delivery (receipts every 500 ms)"         "$(metric 'BenchmarkFla
 row "end to end: pty → Mosquitto subscriber"         "$(metric 'BenchmarkEndToEnd' events/s)" "events/s"
 row "collector: backlog → PostgreSQL, batch 1000"     "$(metric 'BenchmarkCollectorThroughput/batch=1000' events/s)" "events/s (one collector, fsync on)"
 row "  baseline: one event per transaction"          "$(metric 'BenchmarkCollectorThroughput/batch=1-' events/s)" "events/s"
+row "FSMA 204 export, one lot of 1M events (CSV)"     "$(metric 'BenchmarkFSMA204Export/lot/csv' s/export)" "s ($(metric 'BenchmarkFSMA204Export/lot/csv' rows) rows; PostgreSQL COPY baseline $(metric 'BenchmarkFSMA204Export/lot/baseline' s/export) s)"
+row "FSMA 204 export, one day of 1M events (CSV)"     "$(metric 'BenchmarkFSMA204Export/day/csv' rows/s)" "rows/s ($(metric 'BenchmarkFSMA204Export/day/csv' s/export) s; XLSX $(metric 'BenchmarkFSMA204Export/day/xlsx' rows/s) rows/s; COPY baseline $(metric 'BenchmarkFSMA204Export/day/baseline' rows/s) rows/s)"
