@@ -170,6 +170,7 @@ func Open(path string, o Options) (*Queue, error) {
 	if fi, err := os.Stat(path); err == nil {
 		st.fileBytes = fi.Size()
 	}
+	st.fileAck = st.lastAck
 
 	q := &Queue{
 		path:    path,

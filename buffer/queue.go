@@ -40,6 +40,10 @@ const (
 	// DefaultPendingMax is the number of records Pending returns when it
 	// is called with max <= 0.
 	DefaultPendingMax = 1000
+	// DefaultAckDelay and DefaultAckBatch bound how long and how many
+	// delivered records wait for their deletion commit (AckDeferred).
+	DefaultAckDelay = 5 * time.Second
+	DefaultAckBatch = 4096
 )
 
 // maxGroup caps how many queued requests one commit takes.
@@ -79,6 +83,22 @@ type Options struct {
 	AlarmFraction float64
 	// Logger receives structured logs (default slog.Default()).
 	Logger *slog.Logger
+	// Retain, when set, bounds which delivered records AckDeferred may
+	// delete from the file: records above Retain() stay on disk (though
+	// counted as delivered) until Retain catches up. The station keeps
+	// events above its custody checkpoint this way, so that state can be
+	// rebuilt from them after a crash. Called from the writer goroutine;
+	// it must be quick. Ack (the durable form) ignores it.
+	Retain func() uint64
+	// AckDelay is how long records marked delivered by AckDeferred may
+	// wait for a commit that deletes them (default 5s). Deletions ride
+	// free on the next append commit; only when no append comes within
+	// AckDelay (or AckBatch records are waiting) does the writer commit a
+	// deletion on its own.
+	AckDelay time.Duration
+	// AckBatch is how many delivered records make the writer delete them
+	// without waiting for AckDelay (default 4096).
+	AckBatch int
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -99,6 +119,15 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.AckDelay < 0 || o.AckBatch < 0 {
+		return o, fmt.Errorf("buffer: options: AckDelay %v / AckBatch %d is negative", o.AckDelay, o.AckBatch)
+	}
+	if o.AckDelay == 0 {
+		o.AckDelay = DefaultAckDelay
+	}
+	if o.AckBatch == 0 {
+		o.AckBatch = DefaultAckBatch
 	}
 	return o, nil
 }
@@ -135,8 +164,9 @@ type state struct {
 	oldestSeq uint64
 	oldestAt  time.Time
 	newestSeq uint64
-	lastAck   uint64
+	lastAck   uint64 // delivered (Ack or AckDeferred); what Stats reports
 	lastAckAt time.Time
+	fileAck   uint64 // records <= fileAck are deleted from the file (durable)
 	full      bool
 	fileBytes int64
 }
@@ -169,6 +199,7 @@ type Queue struct {
 type request struct {
 	build  func(seq uint64) ([]byte, error) // nil for an ack
 	ackSeq uint64
+	lazy   bool        // AckDeferred: mark delivered, delete later
 	res    chan result // buffered, capacity 1
 }
 
@@ -290,19 +321,35 @@ func (q *Queue) submit(ctx context.Context, r *request) (func() result, error) {
 // Ack durably deletes every record with Seq <= seq. Acking a sequence
 // number at or below Stats().LastAckSeq is a no-op; acking one that was
 // never appended returns ErrAckAhead. Acks share group commits with
-// Appends.
+// Appends. Options.Retain does not apply: Ack deletes at once.
 func (q *Queue) Ack(seq uint64) error {
+	return q.ack(seq, false)
+}
+
+// AckDeferred marks every record with Seq <= seq delivered at once — Stats
+// no longer counts them and the byte budget is freed — and deletes them
+// from the file later: with the next append's commit (no extra write), or
+// on its own commit after Options.AckDelay or once Options.AckBatch records
+// wait, and at Close. Records above Options.Retain() stay in the file until
+// Retain catches up. After a crash, records marked delivered but not yet
+// deleted are in the file again (Pending returns them): the uplink resends
+// them, a duplicate, never a loss. Errors as for Ack.
+func (q *Queue) AckDeferred(seq uint64) error {
+	return q.ack(seq, true)
+}
+
+func (q *Queue) ack(seq uint64, lazy bool) error {
 	q.mu.Lock()
 	last := q.st.lastAck
 	q.mu.Unlock()
-	if seq <= last {
+	if seq <= last && lazy {
 		if err := q.enter(); err != nil {
 			return err
 		}
 		q.leave()
 		return nil
 	}
-	wait, err := q.submit(context.Background(), &request{ackSeq: seq, res: make(chan result, 1)})
+	wait, err := q.submit(context.Background(), &request{ackSeq: seq, lazy: lazy, res: make(chan result, 1)})
 	if err != nil {
 		return err
 	}
@@ -400,6 +447,8 @@ func (q *Queue) Close() error {
 
 // writer owns the write side: it takes the first queued request, drains
 // whatever else is already queued (up to maxGroup) and commits them together.
+// Records marked delivered by AckDeferred are deleted with the next commit,
+// or on a commit of their own after AckDelay (or AckBatch records).
 func (q *Queue) writer() {
 	defer close(q.done)
 	// A failing disk can make a read through bbolt's mmap fault (SIGBUS).
@@ -408,11 +457,25 @@ func (q *Queue) writer() {
 	debug.SetPanicOnFault(true)
 	batch := make([]*request, 0, maxGroup)
 	results := make([]result, maxGroup)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	armed := false
 	for {
+		if !armed && q.deletionWaiting() {
+			timer.Reset(q.opts.AckDelay)
+			armed = true
+		}
 		select {
 		case r := <-q.reqs:
 			batch = append(batch[:0], r)
+		case <-timer.C:
+			armed = false
+			q.commit(nil, nil, true)
+			continue
 		case <-q.stop:
+			if q.deletionWaiting() {
+				q.commit(nil, nil, true)
+			}
 			return
 		}
 	drain:
@@ -424,7 +487,7 @@ func (q *Queue) writer() {
 				break drain
 			}
 		}
-		q.commit(batch, results[:len(batch)])
+		q.commit(batch, results[:len(batch)], false)
 		clear(batch)
 		// Let the appenders just answered run and queue their next record
 		// before the next group is drained (bigger groups under load). A
@@ -434,11 +497,30 @@ func (q *Queue) writer() {
 	}
 }
 
+// deletionWaiting reports whether delivered records still sit in the file.
+func (q *Queue) deletionWaiting() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.st.lastAck > q.st.fileAck
+}
+
+// deleteTarget is how far the file may be trimmed: the delivered mark,
+// held back to Options.Retain.
+func (q *Queue) deleteTarget(ns *state) uint64 {
+	t := ns.lastAck
+	if q.opts.Retain != nil {
+		t = min(t, q.opts.Retain())
+	}
+	return t
+}
+
 // errNoChange rolls back a group transaction that stored nothing.
 var errNoChange = errors.New("no change")
 
 // commit runs one group transaction and delivers every request's result.
-func (q *Queue) commit(batch []*request, results []result) {
+// force (the AckDelay timer, Close) commits waiting deletions even when
+// the group appends nothing.
+func (q *Queue) commit(batch []*request, results []result, force bool) {
 	clear(results)
 	q.mu.Lock()
 	base := q.st
@@ -446,7 +528,7 @@ func (q *Queue) commit(batch []*request, results []result) {
 
 	ns := base
 	next := q.nextSeq
-	appended, acked := 0, 0
+	appended, deleted := 0, false
 	now := time.Now()
 
 	q.commits.Add(1)
@@ -456,18 +538,18 @@ func (q *Queue) commit(batch []*request, results []result) {
 		// default half-full split: about half the pages to write and sync.
 		recs.FillPercent = appendFillPercent
 		meta := tx.Bucket(bucketMeta)
+		durableAck := uint64(0)
 		for i, r := range batch {
 			if r.build == nil {
-				done, err := q.applyAck(recs, &ns, r.ackSeq, next, now)
-				if err != nil {
-					if errors.Is(err, ErrAckAhead) {
-						results[i].err = err
-						continue
-					}
+				if r.ackSeq >= next {
+					results[i].err = fmt.Errorf("%w: ack %d, newest is %d", ErrAckAhead, r.ackSeq, next-1)
+					continue
+				}
+				if err := q.markDelivered(recs, &ns, r.ackSeq, now); err != nil {
 					return err
 				}
-				if done {
-					acked++
+				if !r.lazy {
+					durableAck = max(durableAck, r.ackSeq)
 				}
 				continue
 			}
@@ -501,15 +583,25 @@ func (q *Queue) commit(batch []*request, results []result) {
 			next++
 			appended++
 		}
-		if appended == 0 && acked == 0 {
+		// Delete what was delivered: a durable Ack's records now; deferred
+		// ones when this commit writes anyway, when enough wait, or when
+		// forced (AckDelay, Close).
+		target := max(durableAck, q.deleteTarget(&ns))
+		if target > ns.fileAck && (durableAck > 0 || appended > 0 || force || target-ns.fileAck >= uint64(q.opts.AckBatch)) {
+			if err := q.deleteUpTo(recs, &ns, target); err != nil {
+				return err
+			}
+			deleted = true
+		}
+		if appended == 0 && !deleted {
 			return errNoChange
 		}
 		if err := meta.Put(keyNextSeq, u64(next)); err != nil {
 			return fmt.Errorf("storing next sequence number %d: %w", next, err)
 		}
-		if acked > 0 {
-			if err := meta.Put(keyLastAck, u64(ns.lastAck)); err != nil {
-				return fmt.Errorf("storing last ack %d: %w", ns.lastAck, err)
+		if deleted {
+			if err := meta.Put(keyLastAck, u64(ns.fileAck)); err != nil {
+				return fmt.Errorf("storing last ack %d: %w", ns.fileAck, err)
 			}
 			if err := meta.Put(keyLastAckAt, u64(uint64(ns.lastAckAt.UnixNano()))); err != nil {
 				return fmt.Errorf("storing last ack time: %w", err)
@@ -581,41 +673,51 @@ func callBuild(build func(uint64) ([]byte, error), seq uint64) (p []byte, err er
 	return build(seq)
 }
 
-// applyAck deletes records <= seq inside tx and updates ns. It reports
-// whether anything changed.
-func (q *Queue) applyAck(recs *bolt.Bucket, ns *state, seq, next uint64, now time.Time) (bool, error) {
+// markDelivered counts records <= seq as delivered in ns (depth, bytes,
+// oldest, budget) without deleting them. A seq at or below the delivered
+// mark changes nothing.
+func (q *Queue) markDelivered(recs *bolt.Bucket, ns *state, seq uint64, now time.Time) error {
 	if seq <= ns.lastAck {
-		return false, nil
+		return nil
 	}
-	if seq >= next {
-		return false, fmt.Errorf("%w: ack %d, newest is %d", ErrAckAhead, seq, next-1)
-	}
-	var keys [][]byte
-	var freed int64
+	n, freed := 0, int64(0)
 	c := recs.Cursor()
-	for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) <= seq; k, v = c.Next() {
-		keys = append(keys, append([]byte(nil), k...))
+	k, v := c.Seek(seqKey(ns.lastAck + 1))
+	for ; k != nil && binary.BigEndian.Uint64(k) <= seq; k, v = c.Next() {
+		n++
 		freed += int64(len(v) - headerLen)
 	}
-	for _, k := range keys {
-		if err := recs.Delete(k); err != nil {
-			return false, fmt.Errorf("deleting record %d: %w", binary.BigEndian.Uint64(k), err)
-		}
-	}
-	ns.depth -= len(keys)
+	ns.depth -= n
 	ns.bytes -= freed
 	ns.lastAck = seq
 	ns.lastAckAt = now.UTC()
-	if len(keys) > 0 {
+	if n > 0 {
 		ns.full = false
 	}
 	ns.oldestSeq, ns.oldestAt = 0, time.Time{}
-	if k, v := recs.Cursor().First(); k != nil {
+	if k != nil {
 		s, at, _, err := decodeValue(k, v)
 		if err != nil {
-			return false, err
+			return err
 		}
 		ns.oldestSeq, ns.oldestAt = s, at
 	}
-	return true, nil
+	return nil
+}
+
+// deleteUpTo deletes records <= target (all already marked delivered) from
+// the file and advances ns.fileAck.
+func (q *Queue) deleteUpTo(recs *bolt.Bucket, ns *state, target uint64) error {
+	var keys [][]byte
+	c := recs.Cursor()
+	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= target; k, _ = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	for _, k := range keys {
+		if err := recs.Delete(k); err != nil {
+			return fmt.Errorf("deleting record %d: %w", binary.BigEndian.Uint64(k), err)
+		}
+	}
+	ns.fileAck = target
+	return nil
 }

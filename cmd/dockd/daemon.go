@@ -103,7 +103,8 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 	}
 	storageAlarm := false
 	bufPath := filepath.Join(cfg.StateDir, "buffer.db")
-	bopts := buffer.Options{MaxBytes: int64(cfg.Buffer.MaxBytes), MaxAge: cfg.Buffer.MaxAge, AlarmFraction: cfg.Buffer.AlarmFraction, Logger: log}
+	bopts := buffer.Options{MaxBytes: int64(cfg.Buffer.MaxBytes), MaxAge: cfg.Buffer.MaxAge, AlarmFraction: cfg.Buffer.AlarmFraction, Logger: log,
+		Retain: d.list.Checkpoint} // delivered events stay on disk until custody state has them
 	d.queue, err = buffer.Open(bufPath, bopts)
 	var ce *buffer.CorruptError
 	if errors.As(err, &ce) {
@@ -468,20 +469,21 @@ func (d *daemon) replayCustody() error {
 	return nil
 }
 
-// outbox is the buffer as the pipeline and the uplink see it, with acks held
-// back to the custody checkpoint (catchUpAcks releases them).
+// outbox is the buffer as the pipeline and the uplink see it. Delivered
+// events leave the file lazily and only once the custody checkpoint has
+// them (buffer.Options.Retain).
 func (d *daemon) outbox() outbox.Outbox {
-	return outbox.Outbox{Q: d.queue, Floor: d.list.Checkpoint}
+	return outbox.Outbox{Q: d.queue}
 }
 
-// catchUpAcks removes from the buffer what the broker acknowledged and the
-// custody state has checkpointed (outbox.Ack holds back the rest).
+// catchUpAcks passes what the broker acknowledged to the buffer through the
+// outbox (the one ack path), in case the uplink's own ack failed.
 func (d *daemon) catchUpAcks() {
 	if d.up == nil {
 		return
 	}
-	if seq := min(d.up.Stats().AckedSeq, d.list.Checkpoint()); seq > d.queue.Stats().LastAckSeq {
-		if err := d.queue.Ack(seq); err != nil {
+	if seq := d.up.Stats().AckedSeq; seq > d.queue.Stats().LastAckSeq {
+		if err := d.outbox().Ack(seq); err != nil {
 			d.log.Error("acknowledging delivered events in the buffer", "seq", seq, "err", err)
 		}
 	}

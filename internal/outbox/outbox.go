@@ -46,7 +46,13 @@ func (o Outbox) Pending(after uint64, max int) ([]uplink.Record, error) {
 	return out, err
 }
 
-// Ack removes every event up to seq, or up to Floor if that is lower.
+// Ack marks every event up to seq (or up to Floor if that is lower)
+// delivered. This is the one place delivery acknowledgements (broker
+// PUBACKs, central receipts) reach the buffer, and it batches their disk
+// writes: the buffer deletes delivered events with its next append commit,
+// or on its own after buffer.Options.AckDelay / AckBatch
+// (Queue.AckDeferred). A crash before that commit means resending them — a
+// duplicate, never a loss.
 func (o Outbox) Ack(seq uint64) error {
 	if o.Floor != nil {
 		seq = min(seq, o.Floor())
@@ -54,7 +60,7 @@ func (o Outbox) Ack(seq uint64) error {
 	if seq <= o.Q.Stats().LastAckSeq {
 		return nil
 	}
-	return o.Q.Ack(seq)
+	return o.Q.AckDeferred(seq)
 }
 
 // Notify wakes the uplink after appends.
