@@ -300,6 +300,34 @@ func (q *Queue) Append(ctx context.Context, build func(seq uint64) ([]byte, erro
 	return r.seq, r.err
 }
 
+// AppendBatch stores records like one Append each, handed to the writer in
+// order so their sequence numbers follow the order of builds, and waits for
+// all of them: records queued together share one commit (up to the group
+// limit). seqs[i] and errs[i] are builds[i]'s outcome, with Append's
+// meaning; a record handed over is never abandoned by ctx.
+func (q *Queue) AppendBatch(ctx context.Context, builds []func(seq uint64) ([]byte, error)) (seqs []uint64, errs []error) {
+	seqs, errs = make([]uint64, len(builds)), make([]error, len(builds))
+	waits := make([]func() result, len(builds))
+	for i, build := range builds {
+		if build == nil {
+			errs[i] = errors.New("buffer: append: nil build function")
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			errs[i] = fmt.Errorf("buffer: append: %w", err)
+			continue
+		}
+		waits[i], errs[i] = q.submit(ctx, &request{build: build, res: make(chan result, 1)})
+	}
+	for i, wait := range waits {
+		if wait != nil {
+			r := wait()
+			seqs[i], errs[i] = r.seq, r.err
+		}
+	}
+	return seqs, errs
+}
+
 // submit hands r to the writer and returns a function that waits for its
 // result. The call is registered with Close until the result is received.
 func (q *Queue) submit(ctx context.Context, r *request) (func() result, error) {

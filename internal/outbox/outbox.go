@@ -36,6 +36,18 @@ func (o Outbox) Append(ctx context.Context, build func(seq uint64) ([]byte, erro
 	return seq, err
 }
 
+// AppendBatch stores several events in order, sharing commits (see
+// buffer.Queue.AppendBatch); a spent budget is reported as for Append.
+func (o Outbox) AppendBatch(ctx context.Context, builds []func(seq uint64) ([]byte, error)) ([]uint64, []error) {
+	seqs, errs := o.Q.AppendBatch(ctx, builds)
+	for i, err := range errs {
+		if errors.Is(err, buffer.ErrFull) {
+			errs[i] = fmt.Errorf("%w: %w", dock.ErrBufferFull, err)
+		}
+	}
+	return seqs, errs
+}
+
 // Pending returns up to max events after seq, oldest first.
 func (o Outbox) Pending(after uint64, max int) ([]uplink.Record, error) {
 	rs, err := o.Q.Pending(after, max)
