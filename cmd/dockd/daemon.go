@@ -745,6 +745,7 @@ type Status struct {
 	Readers     []readerStatus `json:"readers"`
 	Buffer      bufferStatus   `json:"buffer"`
 	Allowlist   allowlist.Info `json:"allowlist"`
+	Storage     *storageStatus `json:"storage,omitempty"` // nil where /proc/self/io is missing
 }
 
 type readerStatus struct {
@@ -778,6 +779,7 @@ func (d *daemon) status(state string) Status {
 		s.Readers = append(s.Readers, readerStatus{ID: r.Reader, Up: r.Up, Port: r.Port})
 	}
 	s.Allowlist, _ = d.list.Info()
+	s.Storage = readStorageStatus()
 	return s
 }
 
