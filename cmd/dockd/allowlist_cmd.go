@@ -91,6 +91,13 @@ func cmdAllowlist(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		c := info.Counts
 		fmt.Fprintf(stdout, "imported version %s: %d products, %d lots (%d batch codes), %d serials, %d SSCCs, %d shipment lines\n",
 			info.Version, c.Products, c.Lots, c.Batches, c.Serials, c.SSCCs, c.Shipments)
+		// The replaced version's pages are free but still in the file:
+		// shrink it back to its live size (README: storage wear).
+		if before, after, err := list.Compact(); err != nil {
+			fmt.Fprintf(stderr, "allowlist imported, but compacting the file failed (it stays larger than needed): %v\n", err)
+		} else if before > after {
+			fmt.Fprintf(stderr, "allowlist.db compacted: %s → %s\n", humanBytes(before), humanBytes(after))
+		}
 	case "export":
 		w := stdout
 		if fs.NArg() == 1 {

@@ -22,6 +22,16 @@ import (
 	"github.com/dockd/dockd/internal/testkit"
 )
 
+// benchBinary is the daemon the whole-daemon benchmarks run:
+// DOCKD_BENCH_BIN (e.g. an older build, for a before/after ratio on the same
+// machine) or this tree built without the race detector.
+func benchBinary(b *testing.B) string {
+	if p := os.Getenv("DOCKD_BENCH_BIN"); p != "" {
+		return p
+	}
+	return dockdPlainBinary(b)
+}
+
 // readWriteBytes returns write_bytes from /proc/PID/io: the bytes the
 // process caused to be written to storage (page-cache pages it dirtied),
 // also readable for a child that has exited but was not yet reaped.
@@ -213,7 +223,7 @@ func BenchmarkWriteBytes(b *testing.B) {
 	if s := os.Getenv("DOCKD_WEAR_SCANS"); s != "" {
 		fmt.Sscan(s, &n)
 	}
-	bin := dockdPlainBinary(b)
+	bin := benchBinary(b)
 	for i := 0; i < b.N; i++ {
 		floor := boltFloor(b, 200)
 		b.ReportMetric(floor, "floor-B/commit")
@@ -250,7 +260,7 @@ func BenchmarkRFIDBurst(b *testing.B) {
 	if s := os.Getenv("DOCKD_BURST_S"); s != "" {
 		fmt.Sscan(s, &secs)
 	}
-	bin := dockdPlainBinary(b)
+	bin := benchBinary(b)
 	for it := 0; it < b.N; it++ {
 		dir := b.TempDir()
 		importSample(b, dir)

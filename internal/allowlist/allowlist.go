@@ -88,6 +88,7 @@ type options struct {
 	flushEvery     time.Duration
 	flushRecords   int
 	publicKey      []byte // ed25519.PublicKey; nil: updates are not signed
+	maxFile        int64  // imports refuse to grow the file past this (0: no limit)
 }
 
 // WithTraceRetention keeps trace records for d (default 90 days).
@@ -110,14 +111,19 @@ func WithFlush(every time.Duration, records int) Option {
 	return func(o *options) { o.flushEvery, o.flushRecords = every, records }
 }
 
+// openTimeout is how long Open waits for another process's lock.
+const openTimeout = 2 * time.Second
+
+func (s *Store) openTimeout() time.Duration { return openTimeout }
+
 // Open opens or creates the allowlist file at path. The file is locked
 // while open: one process at a time.
 func Open(path string, opt ...Option) (*Store, error) {
-	o := options{traceRetention: 90 * 24 * time.Hour, flushEvery: DefaultFlushEvery, flushRecords: DefaultFlushRecords}
+	o := options{traceRetention: 90 * 24 * time.Hour, flushEvery: DefaultFlushEvery, flushRecords: DefaultFlushRecords, maxFile: defaultMaxFile()}
 	for _, f := range opt {
 		f(&o)
 	}
-	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: openTimeout, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("opening allowlist %s: %w", path, err)
 	}
