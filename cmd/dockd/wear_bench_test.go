@@ -319,7 +319,11 @@ func BenchmarkRFIDBurst(b *testing.B) {
 		total := written.Load()
 		arrived, elapsed := waitArrivals(got, total, start, 10*time.Second)
 		lag := start.Add(elapsed).Sub(burstEnd)
-		waitUntil(b, 30*time.Second, "every line decided", func() bool { return c.decided.Load() >= total })
+		// A slow station may still be deciding: give it a minute, then
+		// report what it managed (decided-% below 100 is the finding).
+		for deadline := time.Now().Add(time.Minute); c.decided.Load() < total && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
 		decidedAt := time.Since(start)
 		cpu := c.cpu(b) - cpu0
 		w1 := c.stop(b)
@@ -328,6 +332,7 @@ func BenchmarkRFIDBurst(b *testing.B) {
 		b.ReportMetric(float64(c.decided.Load())/decidedAt.Seconds(), "decided/s")
 		b.ReportMetric(float64(arrived)/elapsed.Seconds(), "delivered/s")
 		b.ReportMetric(float64(arrived)/float64(total)*100, "delivered-%")
+		b.ReportMetric(float64(c.decided.Load())/float64(total)*100, "decided-%")
 		b.ReportMetric(max(lag, 0).Seconds(), "lag-s")
 		b.ReportMetric(float64(cpu.Microseconds())/float64(total), "cpu-µs/event")
 		b.ReportMetric(float64(w1-w0)/float64(total), "B/event")
