@@ -220,8 +220,6 @@ func (s *Station) finish(f dock.Frame, ev dock.CustodyEvent, seq uint64, err err
 		return ev, err
 	}
 	ev.Seq = seq
-	// The event is durable: its custody change counts from the next scan on.
-	s.list.Record(ev)
 	s.mu.Lock()
 	wasRefused := s.refused
 	s.refused = false
@@ -230,7 +228,11 @@ func (s *Station) finish(f dock.Frame, ev dock.CustodyEvent, seq uint64, err err
 		s.light.SetCondition(dock.ConditionBufferFull, false)
 		s.light.SetCondition(dock.ConditionStorageFault, false)
 	}
+	// The event is durable: light first (the operator waits for it), then
+	// its custody change, which counts from the next scan on (Run takes the
+	// next frame only after this returns).
 	s.light.ShowDecision(ev.Verdict)
+	s.list.Record(ev)
 	lvl := slog.LevelInfo
 	if !logEach {
 		lvl = slog.LevelDebug
