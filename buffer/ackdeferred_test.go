@@ -1,0 +1,106 @@
+package buffer
+
+import (
+	"errors"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// firstInFile is the oldest record still in the file (delivered or not).
+func firstInFile(t *testing.T, q *Queue) uint64 {
+	t.Helper()
+	recs, err := q.Pending(0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) == 0 {
+		return 0
+	}
+	return recs[0].Seq
+}
+
+// AckDeferred counts records delivered at once and deletes them later: with
+// the next append's commit, after AckDelay, once AckBatch wait, at Close —
+// and never above Retain.
+func TestAckDeferred(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	var retain atomic.Uint64
+	o := Options{AckDelay: 300 * time.Millisecond, Retain: retain.Load}
+	q := openT(t, path, o)
+	for i := 0; i < 5; i++ {
+		appendT(t, q, payloadFor)
+	}
+	if err := q.AckDeferred(3); err != nil {
+		t.Fatal(err)
+	}
+	if st := q.Stats(); st.Depth != 2 || st.LastAckSeq != 3 || st.OldestSeq != 4 || st.Bytes != int64(totalLen(4, 5)) {
+		t.Fatalf("stats after AckDeferred(3): %+v", st)
+	}
+	if f := firstInFile(t, q); f != 1 {
+		t.Fatalf("records deleted at once (file starts at %d)", f)
+	}
+	// Retain 0: an append's commit may not delete them, nor the timer.
+	appendT(t, q, payloadFor)
+	time.Sleep(2 * o.AckDelay)
+	if f := firstInFile(t, q); f != 1 {
+		t.Fatalf("deleted above Retain (file starts at %d)", f)
+	}
+	// Retain catches up: the next append's commit deletes them.
+	retain.Store(3)
+	appendT(t, q, payloadFor) // seq 7
+	if f := firstInFile(t, q); f != 4 {
+		t.Fatalf("after an append with Retain 3 the file starts at %d, want 4", f)
+	}
+	// No append follows: the AckDelay timer deletes.
+	retain.Store(100)
+	if err := q.AckDeferred(5); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the AckDelay deletion", func() bool { return firstInFile(t, q) == 6 })
+	if err := q.AckDeferred(99); !errors.Is(err, ErrAckAhead) {
+		t.Fatalf("AckDeferred beyond the newest: %v", err)
+	}
+	// Close deletes what is still waiting; a reopen sees it durable.
+	if err := q.AckDeferred(7); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q2 := openT(t, path, Options{})
+	if st := q2.Stats(); st.LastAckSeq != 7 || st.Depth != 0 || st.NewestSeq != 7 {
+		t.Fatalf("after Close and reopen: %+v", st)
+	}
+}
+
+// AckBatch waiting records are deleted at once, without waiting for
+// AckDelay or an append; a durable Ack after AckDeferred deletes at once.
+func TestAckDeferredBatchAndDurableAck(t *testing.T) {
+	q := openT(t, filepath.Join(t.TempDir(), "q.db"), Options{AckDelay: time.Hour, AckBatch: 3})
+	for i := 0; i < 10; i++ {
+		appendT(t, q, payloadFor)
+	}
+	if err := q.AckDeferred(2); err != nil {
+		t.Fatal(err)
+	}
+	if f := firstInFile(t, q); f != 1 {
+		t.Fatalf("2 records (< AckBatch) deleted at once: file starts at %d", f)
+	}
+	if err := q.AckDeferred(4); err != nil {
+		t.Fatal(err)
+	}
+	if f := firstInFile(t, q); f != 5 {
+		t.Fatalf("4 waiting records (>= AckBatch 3): file starts at %d, want 5", f)
+	}
+	if err := q.AckDeferred(6); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Ack(6); err != nil { // already delivered: now made durable
+		t.Fatal(err)
+	}
+	if f := firstInFile(t, q); f != 7 {
+		t.Fatalf("after a durable Ack(6) the file starts at %d, want 7", f)
+	}
+}
