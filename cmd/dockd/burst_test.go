@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,8 +18,11 @@ func TestBurstDecidesInOrder(t *testing.T) {
 	s := startStation(t)
 	s.write(gs1Scan("LOT42", "warm"))
 	s.waitDecisions(1, 10*time.Second)
+	var mu sync.Mutex
 	var durableAtLight []bool
 	s.d.station.Observe(func(ev dock.CustodyEvent) { // runs after the light was set
+		mu.Lock()
+		defer mu.Unlock()
 		durableAtLight = append(durableAtLight, ev.Seq != 0 && s.d.queue.Stats().NewestSeq >= ev.Seq)
 	})
 
@@ -53,6 +57,8 @@ func TestBurstDecidesInOrder(t *testing.T) {
 			t.Fatalf("scan %d (%s): %s/%s, want %s", i, ev.Serial, ev.Verdict, ev.Reason, want)
 		}
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	for i, ok := range durableAtLight {
 		if !ok {
 			t.Fatalf("scan %d of the burst was lit before its event was durable", i)

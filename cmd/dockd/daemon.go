@@ -494,7 +494,7 @@ func (d *daemon) catchUpAcks() {
 // moment to deliver, then the buffer and the list are closed and the light
 // goes dark. It returns the first error that stopped a part early.
 func (d *daemon) Run(ctx context.Context) error {
-	frames := make(chan dock.Frame, 256)
+	frames := make(chan dock.Frame, station.FrameQueue)
 	states := make(chan dock.ReaderState, 64)
 
 	lightCtx, stopLight := context.WithCancel(context.Background())
