@@ -104,3 +104,36 @@ func TestAckDeferredBatchAndDurableAck(t *testing.T) {
 		t.Fatalf("after a durable Ack(6) the file starts at %d, want 7", f)
 	}
 }
+
+// The delivered mark rides with every commit: after a reopen, records
+// marked delivered but kept for Retain are still in the file (Pending from
+// 0 returns them, for the custody replay) while Stats counts them
+// delivered, so the uplink does not send them again.
+func TestDeliveredMarkSurvivesReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	q := openT(t, path, Options{Retain: func() uint64 { return 0 }})
+	for i := 0; i < 5; i++ {
+		appendT(t, q, payloadFor)
+	}
+	if err := q.AckDeferred(3); err != nil {
+		t.Fatal(err)
+	}
+	appendT(t, q, payloadFor) // its commit carries the mark
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q2 := openT(t, path, Options{Retain: func() uint64 { return 0 }})
+	st := q2.Stats()
+	if st.LastAckSeq != 3 || st.Depth != 3 || st.OldestSeq != 4 || st.NewestSeq != 6 || st.Bytes != int64(totalLen(4, 6)) {
+		t.Fatalf("after reopen: %+v", st)
+	}
+	if f := firstInFile(t, q2); f != 1 {
+		t.Fatalf("retained records gone: file starts at %d", f)
+	}
+	if err := q2.Ack(6); err != nil {
+		t.Fatal(err)
+	}
+	if f := firstInFile(t, q2); f != 0 {
+		t.Fatalf("durable Ack(6) left records from %d", f)
+	}
+}

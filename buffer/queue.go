@@ -214,6 +214,12 @@ var (
 	keyNextSeq    = []byte("next_seq")
 	keyLastAck    = []byte("last_ack_seq")
 	keyLastAckAt  = []byte("last_ack_at")
+	// keyDelivered is the delivered mark (AckDeferred) as of the last
+	// commit: records up to it may still be in the file (Options.Retain,
+	// deletion pending) but are not sent again after a restart. Written
+	// with every commit; the meta bucket is small enough to live inline in
+	// the root page that every commit rewrites anyway, so it costs no page.
+	keyDelivered = []byte("delivered_seq")
 )
 
 const (
@@ -626,6 +632,9 @@ func (q *Queue) commit(batch []*request, results []result, force bool) {
 		}
 		if err := meta.Put(keyNextSeq, u64(next)); err != nil {
 			return fmt.Errorf("storing next sequence number %d: %w", next, err)
+		}
+		if err := meta.Put(keyDelivered, u64(ns.lastAck)); err != nil {
+			return fmt.Errorf("storing the delivered mark %d: %w", ns.lastAck, err)
 		}
 		if deleted {
 			if err := meta.Put(keyLastAck, u64(ns.fileAck)); err != nil {

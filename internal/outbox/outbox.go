@@ -48,8 +48,12 @@ func (o Outbox) AppendBatch(ctx context.Context, builds []func(seq uint64) ([]by
 	return seqs, errs
 }
 
-// Pending returns up to max events after seq, oldest first.
+// Pending returns up to max undelivered events after seq, oldest first:
+// events already marked delivered (kept in the file only for the custody
+// replay, see buffer.Options.Retain) are not sent again, also after a
+// restart.
 func (o Outbox) Pending(after uint64, max int) ([]uplink.Record, error) {
+	after = maxU64(after, o.Q.Stats().LastAckSeq)
 	rs, err := o.Q.Pending(after, max)
 	out := make([]uplink.Record, len(rs))
 	for i, r := range rs {
@@ -77,3 +81,10 @@ func (o Outbox) Ack(seq uint64) error {
 
 // Notify wakes the uplink after appends.
 func (o Outbox) Notify() <-chan struct{} { return o.Q.Notify() }
+
+func maxU64(a, b uint64) uint64 {
+	if a > b {
+		return a
+	}
+	return b
+}
