@@ -22,6 +22,7 @@ run ./cmd/dockd DrainVsRelay 1x
 run ./cmd/dockd RSSWithBacklog 1x
 run ./cmd/dockd WriteBytes 1x
 run ./cmd/dockd RFIDBurst 1x
+run ./cmd/dockd IdleWrites 1x
 
 # metric NAME-REGEX UNIT: the value before UNIT on the first matching benchmark line.
 metric() {
@@ -57,6 +58,7 @@ row "bytes written per scan, 2 scans/s"                "$(metric 'BenchmarkWrite
 row "bytes written per scan, 2 scans/s, no broker"     "$(metric 'BenchmarkWriteBytes' 2/s-nobroker-B/scan)" "B/scan ($(metric 'BenchmarkWriteBytes' 2/s-nobroker-x-floor)× floor)"
 row "bytes written per scan, 10 scans/s"               "$(metric 'BenchmarkWriteBytes' 10/s-B/scan)" "B/scan ($(metric 'BenchmarkWriteBytes' 10/s-x-floor)× floor)"
 row "bytes written per scan, bursts of 100"            "$(metric 'BenchmarkWriteBytes' burst100-B/scan)" "B/scan ($(metric 'BenchmarkWriteBytes' burst100-x-floor)× floor)"
+row "bytes written per second, idle (after lazy writes)" "$(metric 'BenchmarkIdleWrites' idle-B/s)" "B/s"
 row "  baseline: raw bbolt, one fsync'd 1-record commit" "$(metric 'BenchmarkWriteBytes' floor-B/commit)" "B/commit (write_bytes on this filesystem)"
 row "RFID burst: 2 readers × 921600 baud, distinct EPCs" "$(metric 'BenchmarkRFIDBurst' lines/s)" "lines/s offered"
 row "  decided"                                         "$(metric 'BenchmarkRFIDBurst' decided/s)" "events/s"

@@ -18,6 +18,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
+	"github.com/dockd/dockd/buffer"
+	"github.com/dockd/dockd/internal/allowlist"
 	"github.com/dockd/dockd/internal/scan"
 	"github.com/dockd/dockd/internal/testkit"
 )
@@ -336,6 +338,38 @@ func BenchmarkRFIDBurst(b *testing.B) {
 		b.ReportMetric(max(lag, 0).Seconds(), "lag-s")
 		b.ReportMetric(float64(cpu.Microseconds())/float64(total), "cpu-µs/event")
 		b.ReportMetric(float64(w1-w0)/float64(total), "B/event")
+		b.ReportMetric(0, "ns/op")
+	}
+}
+
+// BenchmarkIdleWrites starts the whole daemon with the broker up, records
+// three scans, lets every lazy write happen (the custody checkpoint's
+// allowlist.DefaultFlushEvery, the buffer's AckDelay), then reports what it
+// writes per second over the next DOCKD_IDLE_S seconds (default 20): an
+// idle station must write nothing.
+func BenchmarkIdleWrites(b *testing.B) {
+	secs := 20
+	if s := os.Getenv("DOCKD_IDLE_S"); s != "" {
+		fmt.Sscan(s, &secs)
+	}
+	bin := benchBinary(b)
+	for i := 0; i < b.N; i++ {
+		dir := b.TempDir()
+		importSample(b, dir)
+		pty := testkit.NewPTY(b)
+		cfgPath := filepath.Join(dir, "dockd.yaml")
+		os.WriteFile(cfgPath, []byte(stationConfig(dir, pty.Path(), testkit.StartMosquitto(b).URL(), "virtual")), 0o600)
+		c := startWearChild(b, bin, cfgPath, 1)
+		for j := 0; j < 3; j++ {
+			pty.Write([]byte(gs1Scan("LOT42", fmt.Sprintf("I%d", j))))
+		}
+		waitUntil(b, 10*time.Second, "scans decided", func() bool { return c.decided.Load() >= 3 })
+		time.Sleep(allowlist.DefaultFlushEvery + 2*buffer.DefaultAckDelay)
+		w0, _ := readWriteBytes(c.cmd.Process.Pid)
+		time.Sleep(time.Duration(secs) * time.Second)
+		w1, _ := readWriteBytes(c.cmd.Process.Pid)
+		c.stop(b)
+		b.ReportMetric(float64(w1-w0)/float64(secs), "idle-B/s")
 		b.ReportMetric(0, "ns/op")
 	}
 }
