@@ -33,6 +33,8 @@ func TestMain(m *testing.M) {
 		crashChild(os.Getenv(envPath))
 	case "fsize":
 		fsizeChild(os.Getenv(envPath))
+	case "gap", "gap-die":
+		gapChild(os.Getenv(envPath), os.Getenv(envChild) == "gap")
 	default:
 		fmt.Fprintln(os.Stderr, "unknown child mode", os.Getenv(envChild))
 		os.Exit(2)

@@ -99,6 +99,19 @@ type Options struct {
 	// AckBatch is how many delivered records make the writer delete them
 	// without waiting for AckDelay (default 4096).
 	AckBatch int
+	// GapRecord, when set, makes sequence gaps visible. A failed commit
+	// skips the sequence numbers it handed out (they are never reused);
+	// the next successful commit then also stores one record whose payload
+	// GapRecord builds for the skipped range from..to (inclusive) and the
+	// failure reason, under its own sequence number seq, in the same
+	// transaction as the rest of that group. Consecutive failed commits
+	// widen one range. It is called from the writer goroutine inside the
+	// transaction and must not call the Queue. The gap record is not held
+	// to MaxBytes (at most one per run of failures). If it returns an error
+	// the gap stays pending for the next commit. If the process ends before
+	// a successful commit, nothing is owed: the skipped numbers were never
+	// written to the file, and the reopened queue hands them out again.
+	GapRecord func(seq, from, to uint64, reason string) ([]byte, error)
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -192,6 +205,14 @@ type Queue struct {
 	st state
 
 	nextSeq uint64 // next sequence number to hand out; writer goroutine only
+
+	// gap is the run of sequence numbers skipped by failed commits and not
+	// yet declared by a gap record (gap.from == 0: none). Writer goroutine
+	// only.
+	gap struct {
+		from, to uint64
+		reason   string
+	}
 
 	commits atomic.Uint64 // group transactions attempted (for tests and benchmarks)
 }
@@ -566,6 +587,7 @@ func (q *Queue) commit(batch []*request, results []result, force bool) {
 	now := time.Now()
 
 	q.commits.Add(1)
+	gapStored := false
 	err := q.update(func(tx *bolt.Tx) error {
 		recs := tx.Bucket(bucketRecords)
 		// Keys only ever grow, so pack leaf pages full instead of bbolt's
@@ -573,6 +595,14 @@ func (q *Queue) commit(batch []*request, results []result, force bool) {
 		recs.FillPercent = appendFillPercent
 		meta := tx.Bucket(bucketMeta)
 		durableAck := uint64(0)
+		var err error
+		gapStored, err = q.storeGap(recs, &ns, &next, now)
+		if err != nil {
+			return err
+		}
+		if gapStored {
+			appended++
+		}
 		for i, r := range batch {
 			if r.build == nil {
 				if r.ackSeq >= next {
@@ -655,6 +685,11 @@ func (q *Queue) commit(batch []*request, results []result, force bool) {
 			}
 		}
 		q.nextSeq = next
+		if err == nil && gapStored {
+			// storeGap put the record for the pending run in this commit.
+			q.log.Warn("sequence gap declared", "path", q.path, "from", q.gap.from, "to", q.gap.to, "reason", q.gap.reason)
+			q.gap.from, q.gap.to, q.gap.reason = 0, 0, ""
+		}
 		if ns.full && !base.full {
 			q.log.Warn("buffer full: refusing appends", "path", q.path, "bytes", ns.bytes, "max_bytes", q.opts.MaxBytes, "depth", ns.depth)
 		}
@@ -664,7 +699,15 @@ func (q *Queue) commit(batch []*request, results []result, force bool) {
 	default:
 		// Nothing of the group is stored. Sequence numbers handed to build
 		// in this group are skipped, never reused: if the fsync lied and
-		// the data did reach the disk, reuse would create duplicates.
+		// the data did reach the disk, reuse would create duplicates. The
+		// skipped run is declared by the next successful commit (GapRecord).
+		if next > q.nextSeq && q.opts.GapRecord != nil {
+			if q.gap.from == 0 {
+				q.gap.from = q.nextSeq
+			}
+			q.gap.to = next - 1
+			q.gap.reason = fmt.Sprintf("buffer commit failed: %v", err)
+		}
 		q.nextSeq = next
 		cerr := fmt.Errorf("%w: %d requests to %s: %w", ErrCommit, len(batch), q.path, err)
 		q.log.Error("buffer commit failed", "path", q.path, "requests", len(batch), "err", err)
@@ -686,6 +729,32 @@ func (q *Queue) commit(batch []*request, results []result, force bool) {
 	for i, r := range batch {
 		r.res <- results[i]
 	}
+}
+
+// storeGap puts the gap record for the pending run of skipped sequence
+// numbers (if any) under seq *next inside the commit transaction. A build
+// error leaves the gap pending; only a failed Put fails the transaction.
+func (q *Queue) storeGap(recs *bolt.Bucket, ns *state, next *uint64, now time.Time) (bool, error) {
+	if q.gap.from == 0 || q.opts.GapRecord == nil {
+		return false, nil
+	}
+	g := q.gap
+	payload, err := callBuild(func(seq uint64) ([]byte, error) { return q.opts.GapRecord(seq, g.from, g.to, g.reason) }, *next)
+	if err != nil {
+		q.log.Error("building the sequence gap record; retried at the next commit", "from", g.from, "to", g.to, "err", err)
+		return false, nil
+	}
+	if err := recs.Put(seqKey(*next), encodeValue(now, payload)); err != nil {
+		return false, fmt.Errorf("storing gap record %d: %w", *next, err)
+	}
+	if ns.depth == 0 {
+		ns.oldestSeq, ns.oldestAt = *next, now.UTC()
+	}
+	ns.depth++
+	ns.bytes += int64(len(payload))
+	ns.newestSeq = *next
+	*next++
+	return true, nil
 }
 
 // update runs a bbolt write transaction, turning a panic inside bbolt

@@ -23,6 +23,7 @@ run ./cmd/dockd RSSWithBacklog 1x
 run ./cmd/dockd WriteBytes 1x
 run ./cmd/dockd RFIDBurst 1x
 run ./cmd/dockd IdleWrites 1x
+run ./cmd/dockd FlashPerEvent 1x
 
 # metric NAME-REGEX UNIT: the value before UNIT on the first matching benchmark line.
 metric() {
@@ -52,6 +53,8 @@ row "scan → light p50 (pty → GPIO edge, whole daemon)" "$(metric 'BenchmarkS
 row "scan → light p99"                               "$(metric 'BenchmarkScanToLight' scan-light-p99-µs)" "µs"
 row "scan → PUBACK p50 (broker up)"                "$(metric 'BenchmarkScanToPuback' scan-puback-p50-µs)" "µs"
 row "scan → PUBACK p99"                             "$(metric 'BenchmarkScanToPuback' scan-puback-p99-µs)" "µs"
+row "storage writes per event, broker delivery (whole daemon)" "$(metric 'BenchmarkFlashPerEvent' broker-B/event)" "bytes/event (/proc/PID/io write_bytes, 50 scans/s)"
+row "  receipt delivery (receipts every 500 ms)"         "$(metric 'BenchmarkFlashPerEvent' receipt-B/event)" "bytes/event (ratio receipt/broker $(metric 'BenchmarkFlashPerEvent' ratio))"
 row "end to end: pty → Mosquitto subscriber"         "$(metric 'BenchmarkEndToEnd' events/s)" "events/s"
 row "bytes written per scan, 0.5 scans/s (whole daemon)" "$(metric 'BenchmarkWriteBytes' 0.5/s-B/scan)" "B/scan ($(metric 'BenchmarkWriteBytes' 0.5/s-x-floor)× floor)"
 row "bytes written per scan, 2 scans/s"                "$(metric 'BenchmarkWriteBytes' 2/s-B/scan)" "B/scan ($(metric 'BenchmarkWriteBytes' 2/s-x-floor)× floor)"

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -37,6 +38,9 @@ var (
 	// acknowledged or did not come back on the subscription in time (for
 	// instance an ACL that denies the topic).
 	ErrProbeRoundTrip = errors.New("probe: round trip failed")
+	// ErrProbeReceipt: the broker round trip worked, but central did not
+	// answer the receipt probe with a receipt for the station in time.
+	ErrProbeReceipt = errors.New("probe: no receipt from central")
 )
 
 // ProbeConfig says which broker to probe and as whom.
@@ -60,6 +64,13 @@ type ProbeConfig struct {
 	StatusTopic string
 	// Timeout bounds the whole probe (default 5 s).
 	Timeout time.Duration
+	// Receipt round trip (optional, for receipt delivery): when
+	// ReceiptsTopic is set, the probe also subscribes to it, publishes a
+	// dockd.receipt-probe/1 for StationID on ReceiptProbeTopic after the
+	// broker round trip, and waits up to ReceiptTimeout (default 5 s, on
+	// top of Timeout) for any well-formed receipt for StationID.
+	ReceiptsTopic, ReceiptProbeTopic, StationID string
+	ReceiptTimeout                              time.Duration
 }
 
 // ProbeResult is what a probe found. Fields are filled as far as the probe
@@ -81,6 +92,11 @@ type ProbeResult struct {
 	// Status is the retained message on StatusTopic, if there was one
 	// when the probe subscribed.
 	Status []byte
+	// Receipt is the first receipt for StationID that arrived after the
+	// receipt probe was published (nil if none or not asked);
+	// ReceiptRoundTrip is probe publish to receipt arrival.
+	Receipt          *Receipt
+	ReceiptRoundTrip time.Duration
 }
 
 // Probe checks a broker end to end the way the uplink uses it: TCP, TLS,
@@ -95,6 +111,16 @@ func Probe(ctx context.Context, pc ProbeConfig) (ProbeResult, error) {
 	if pc.Timeout <= 0 {
 		pc.Timeout = 5 * time.Second
 	}
+	total := pc.Timeout
+	if pc.ReceiptsTopic != "" {
+		if pc.ReceiptProbeTopic == "" || pc.StationID == "" {
+			return res, fmt.Errorf("%w: a receipt probe needs ReceiptProbeTopic and StationID", ErrProbeConfig)
+		}
+		if pc.ReceiptTimeout <= 0 {
+			pc.ReceiptTimeout = 5 * time.Second
+		}
+		total += pc.ReceiptTimeout
+	}
 	u, err := url.Parse(pc.Broker)
 	if err != nil || u.Host == "" {
 		return res, fmt.Errorf("%w: broker %q is not a URL like tcp://host:port", ErrProbeConfig, pc.Broker)
@@ -102,7 +128,7 @@ func Probe(ctx context.Context, pc ProbeConfig) (ProbeResult, error) {
 	if pc.Topic == "" || pc.ClientID == "" {
 		return res, fmt.Errorf("%w: topic and client id are required", ErrProbeConfig)
 	}
-	ctx, cancel := context.WithTimeout(ctx, pc.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, total)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 
@@ -156,8 +182,18 @@ func Probe(ctx context.Context, pc ProbeConfig) (ProbeResult, error) {
 	rand.Read(nonce)
 	payload := []byte("dockd-probe " + hex.EncodeToString(nonce))
 	echo := make(chan time.Time, 1)
+	receipts := make(chan receiptAt, 16)
 	var status []byte
 	onMessage := func(_ mqtt.Client, m mqtt.Message) {
+		if pc.ReceiptsTopic != "" && m.Topic() == pc.ReceiptsTopic {
+			if r, err := ParseReceipt(m.Payload()); err == nil && r.Station == pc.StationID {
+				select {
+				case receipts <- receiptAt{r, time.Now()}:
+				default:
+				}
+			}
+			return
+		}
 		if m.Topic() == pc.Topic && string(m.Payload()) == string(payload) {
 			select {
 			case echo <- time.Now():
@@ -218,6 +254,9 @@ func Probe(ctx context.Context, pc ProbeConfig) (ProbeResult, error) {
 	if pc.StatusTopic != "" {
 		filters[pc.StatusTopic] = 1
 	}
+	if pc.ReceiptsTopic != "" {
+		filters[pc.ReceiptsTopic] = 1
+	}
 	stok := cli.SubscribeMultiple(filters, nil)
 	if err := wait(ctx, stok); err != nil {
 		return snapshot(), fmt.Errorf("%w: subscribing to %s on %s: %w", ErrProbeRoundTrip, pc.Topic, u.Host, err)
@@ -247,7 +286,38 @@ func Probe(ctx context.Context, pc ProbeConfig) (ProbeResult, error) {
 		return snapshot(), fmt.Errorf("%w: published to %s on %s and got the PUBACK, but the message did not come back within %v (an ACL that silently drops it?)",
 			ErrProbeRoundTrip, pc.Topic, u.Host, pc.Timeout)
 	}
-	return snapshot(), nil
+	if pc.ReceiptsTopic == "" {
+		return snapshot(), nil
+	}
+
+	probe, _ := json.Marshal(map[string]string{"schema": ReceiptProbeSchema, "station": pc.StationID,
+		"id": hex.EncodeToString(nonce), "time": time.Now().UTC().Format(time.RFC3339Nano)})
+	rctx, rcancel := context.WithTimeout(ctx, pc.ReceiptTimeout)
+	defer rcancel()
+	sent = time.Now()
+	if err := wait(rctx, cli.Publish(pc.ReceiptProbeTopic, 1, false, probe)); err != nil {
+		return snapshot(), fmt.Errorf("%w: publishing the receipt probe to %s on %s: %w", ErrProbeReceipt, pc.ReceiptProbeTopic, u.Host, err)
+	}
+	for {
+		select {
+		case ra := <-receipts:
+			if ra.at.Before(sent) {
+				continue // an answer to something earlier
+			}
+			mu.Lock()
+			res.Receipt, res.ReceiptRoundTrip = &ra.r, ra.at.Sub(sent)
+			mu.Unlock()
+			return snapshot(), nil
+		case <-rctx.Done():
+			return snapshot(), fmt.Errorf("%w: published a receipt probe on %s and no receipt for %s came on %s within %v (is central's collector running and subscribed to receipt probes?)",
+				ErrProbeReceipt, pc.ReceiptProbeTopic, pc.StationID, pc.ReceiptsTopic, pc.ReceiptTimeout)
+		}
+	}
+}
+
+type receiptAt struct {
+	r  Receipt
+	at time.Time
 }
 
 // wait waits for a paho token or ctx, returning the token's error.

@@ -67,13 +67,15 @@ func (l *lostSignal) reason() error {
 // returns; the next generation re-reads the Outbox after c.ackedSeq.
 // wasUp reports whether the connection came fully up.
 func (c *Client) session(ctx context.Context, gen uint64) (wasUp bool, err error) {
-	log := c.log.With("gen", gen)
+	broker := c.brokers[c.cur]
+	log := c.log.With("gen", gen, "broker", broker.Redacted())
+	c.updateStats(func(s *Stats) { s.Broker = broker.Redacted() })
 	lost := &lostSignal{ch: make(chan struct{})}
 	guard := &connGuard{}
 	defer guard.release()
 
 	opts := mqtt.NewClientOptions().
-		AddBroker(c.broker.String()).
+		AddBroker(broker.String()).
 		SetClientID(c.cfg.ClientID).
 		SetUsername(c.cfg.Username).
 		SetPassword(c.cfg.Password).
@@ -100,7 +102,7 @@ func (c *Client) session(ctx context.Context, gen uint64) (wasUp bool, err error
 	<-ctok.Done()
 	guard.release() // from here on, ctx's end is handled by shutdown
 	if err := ctok.Error(); err != nil {
-		return false, fmt.Errorf("connect to %s as %q: %w", c.broker.Redacted(), c.cfg.ClientID, err)
+		return false, fmt.Errorf("connect to %s as %q: %w", broker.Redacted(), c.cfg.ClientID, err)
 	}
 	if ctx.Err() != nil {
 		c.shutdown(cli, nil, lost, log)
@@ -136,21 +138,44 @@ func (c *Client) session(ctx context.Context, gen uint64) (wasUp bool, err error
 	c.live.Store(&liveConn{cli: cli, lost: lost})
 	defer c.live.Store(nil)
 	c.setConnected(true)
-	log.Info("connected", "resume_after_seq", c.ackedSeq, "in_flight_max", c.cfg.InFlight)
-
 	var (
 		q           []pub
 		lastSent    = c.ackedSeq // re-read from the Outbox, never from memory
 		caughtUp    bool         // the last Pending returned fewer than asked
 		pendingFail bool         // the last Pending failed; retry on the poll timer
+		rewind      bool         // receipt mode: resend what is unconfirmed once q drains
 	)
+	if c.receiptMode() {
+		// Every reconnect sends again whatever no receipt covers yet.
+		c.applyReceipts()
+		lastSent = c.confirmed.Load()
+		c.unconf.lastRewind = time.Now()
+	}
+	log.Info("connected", "resume_after_seq", lastSent, "in_flight_max", c.cfg.InFlight, "delivery", c.cfg.Delivery)
 	ackTimer := time.NewTimer(time.Hour)
 	defer ackTimer.Stop()
 	pollTimer := time.NewTimer(time.Hour)
 	defer pollTimer.Stop()
+	resendTimer := time.NewTimer(time.Hour)
+	defer resendTimer.Stop()
 
 	for {
-		if !caughtUp && !pendingFail && len(q) < c.cfg.InFlight {
+		if rewind && len(q) == 0 {
+			rewind = false
+			c.applyReceipts()
+			n, _ := c.unconf.count()
+			conf := c.confirmed.Load()
+			log.Warn("no receipt within receipt_timeout: publishing unconfirmed events again",
+				"after_seq", conf, "upto_seq", c.unconf.tail(), "unconfirmed", n, "receipt_timeout", c.cfg.ReceiptTimeout)
+			lastSent, caughtUp = conf, false
+			c.unconf.lastRewind = time.Now()
+			c.updateStats(func(s *Stats) { s.ReceiptResends++ })
+		}
+		if c.receiptMode() {
+			// Never publish what a receipt already covers.
+			lastSent = max(lastSent, c.confirmed.Load())
+		}
+		if !caughtUp && !pendingFail && !rewind && len(q) < c.cfg.InFlight {
 			want := c.cfg.InFlight - len(q)
 			recs, perr := c.out.Pending(lastSent, want)
 			if perr != nil {
@@ -168,6 +193,9 @@ func (c *Client) session(ctx context.Context, gen uint64) (wasUp bool, err error
 					}
 					tok := cli.Publish(c.cfg.EventsTopic, 1, false, r.Payload)
 					q = append(q, pub{seq: r.Seq, tok: tok, sent: time.Now()})
+					if c.receiptMode() {
+						c.unconf.sent([]uint64{r.Seq}, c.confirmed.Load(), q[len(q)-1].sent)
+					}
 					lastSent = r.Seq
 					resent := r.Seq <= c.maxSentSeq
 					c.maxSentSeq = max(c.maxSentSeq, r.Seq)
@@ -179,11 +207,16 @@ func (c *Client) session(ctx context.Context, gen uint64) (wasUp bool, err error
 						s.InFlight = len(q)
 					})
 				}
+				c.applyReceipts() // the unconfirmed figures include what was just sent
 			}
 		}
 
 		var headDone, notifyC, statusC <-chan struct{}
-		var ackTimerC, pollTimerC <-chan time.Time
+		var ackTimerC, pollTimerC, resendTimerC <-chan time.Time
+		if due := c.unconf.resendDue(c.cfg.ReceiptTimeout); c.receiptMode() && !rewind && !due.IsZero() {
+			resendTimer.Reset(time.Until(due))
+			resendTimerC = resendTimer.C
+		}
 		if len(q) > 0 {
 			headDone = q[0].tok.Done()
 			ackTimer.Reset(time.Until(q[0].sent.Add(c.cfg.AckTimeout)))
@@ -193,7 +226,7 @@ func (c *Client) session(ctx context.Context, gen uint64) (wasUp bool, err error
 		if caughtUp && room {
 			notifyC = c.out.Notify()
 		}
-		if (caughtUp && room) || pendingFail || c.outboxSeq < c.ackedSeq {
+		if (caughtUp && room) || pendingFail || c.outboxSeq < c.releasable() {
 			pollTimer.Reset(idlePoll)
 			pollTimerC = pollTimer.C
 		}
@@ -222,6 +255,11 @@ func (c *Client) session(ctx context.Context, gen uint64) (wasUp bool, err error
 		case <-pollTimerC:
 			caughtUp, pendingFail = false, false
 			c.ackOutbox(log)
+		case <-c.receiptKick:
+			c.applyReceipts()
+			c.ackOutbox(log)
+		case <-resendTimerC:
+			rewind = true
 		case <-c.statusKick:
 			statusTok = c.publishStatus(cli)
 		case <-statusC:
@@ -260,7 +298,7 @@ sweep:
 	if n == 0 {
 		return q, err
 	}
-	c.ackedSeq = q[n-1].seq
+	c.ackedSeq = max(c.ackedSeq, q[n-1].seq) // a receipt-mode resend acks lower seqs again
 	c.updateStats(func(s *Stats) {
 		for _, p := range q[:n] {
 			l := now.Sub(p.sent)
@@ -287,10 +325,11 @@ sweep:
 // is logged and retried later; the records stay queued and would be resent
 // after a process restart (duplicates, never losses).
 func (c *Client) ackOutbox(log *slog.Logger) {
-	if c.outboxSeq >= c.ackedSeq {
+	seq := c.releasable()
+	c.updateStats(func(s *Stats) { s.ReleasedSeq = seq })
+	if c.outboxSeq >= seq {
 		return
 	}
-	seq := c.ackedSeq
 	if err := c.out.Ack(seq); err != nil {
 		log.Error("acknowledge outbox", "seq", seq, "err", err)
 		return

@@ -19,7 +19,19 @@
 // the last acknowledged record, resending unacknowledged records with the
 // same payload. After a process restart it resumes from the Outbox as well.
 // Central drops the resulting duplicates by the event id inside the payload.
-// Within one connection no record is published twice.
+// Within one connection no record is published twice, except by a receipt
+// resend (below).
+//
+// With Config.Delivery DeliveryReceipt the PUBACK is not enough: the Outbox
+// is acknowledged only up to the highest receipt from central (Receipt,
+// validated by onReceipt), so a broker that loses what it acknowledged
+// loses nothing. Events published but not covered by a receipt within
+// ReceiptTimeout are published again, oldest first, with the same bytes
+// (a rewind to the confirmed seq once the in-flight window drained), and
+// every new connection starts from the confirmed seq.
+//
+// Config.Brokers lists failover brokers: each connection generation uses
+// the next URL after the previous one failed or ended.
 package uplink
 
 import (
@@ -62,7 +74,12 @@ type Outbox interface {
 type Config struct {
 	// Broker is the broker URL: tcp:// or mqtt:// for plain TCP, ssl://,
 	// tls:// or mqtts:// for TLS (with TLS, or a default tls.Config).
-	Broker   string
+	Broker string
+	// Brokers, when not empty, replaces Broker with a list tried in order:
+	// after a connection attempt fails or a connection ends, the next URL
+	// is tried (after the last, the first again). Backoff grows only once
+	// every URL failed in a row.
+	Brokers  []string
 	ClientID string // fixed per station; the broker's session key
 	Username string
 	Password string
@@ -78,6 +95,21 @@ type Config struct {
 	StatusTopic string
 	// Will is the offline status, e.g. {"state":"offline"}.
 	Will []byte
+
+	// Delivery is DeliveryBroker (the default) or DeliveryReceipt. In
+	// receipt mode the Client subscribes to ReceiptsTopic, accepts receipts
+	// for StationID up to HighestIssued(), acknowledges the Outbox only up
+	// to the highest accepted receipt, and publishes again (same bytes) the
+	// events the broker acknowledged that no receipt covered within
+	// ReceiptTimeout, as it does after every reconnect.
+	Delivery       Delivery
+	ReceiptsTopic  string
+	StationID      string
+	ReceiptTimeout time.Duration // default 30 s
+	// HighestIssued returns the highest seq the station ever issued (the
+	// buffer's newest); receipts above it are refused. Required in receipt
+	// mode; called from paho's receive goroutine.
+	HighestIssued func() uint64
 
 	InFlight       int           // max unacknowledged event publishes (default 32, max 65535)
 	AckTimeout     time.Duration // PUBACK/SUBACK/PINGRESP deadline; a stalled broker is dropped after it (default 10 s)
@@ -121,6 +153,25 @@ type Stats struct {
 	// highest Seq the Outbox has durably acknowledged (lower after an Ack
 	// error, until a later Ack succeeds).
 	AckedSeq, OutboxSeq uint64
+	// Receipt mode: ConfirmedSeq is the highest accepted receipt's upto;
+	// Unconfirmed counts the events published (by this process, at least
+	// once) that no receipt covers yet, UnconfirmedSince is when the oldest
+	// of them was first published (zero when none); Receipts and
+	// ReceiptsRefused count receipts applied and refused (malformed,
+	// another station, ahead; a repeat is neither); ReceiptResends counts
+	// the times unconfirmed events were published again after
+	// ReceiptTimeout; LastReceipt is when the last receipt was applied.
+	ConfirmedSeq              uint64
+	Unconfirmed               int
+	UnconfirmedSince          time.Time
+	Receipts, ReceiptsRefused uint64
+	ReceiptResends            uint64
+	LastReceipt               time.Time
+	// ReleasedSeq is the seq up to which the Outbox may delete: AckedSeq
+	// in broker mode, ConfirmedSeq in receipt mode.
+	ReleasedSeq uint64
+	// Broker is the URL of the current (or last tried) broker, redacted.
+	Broker string
 	// PublishLatency is publish-to-PUBACK time: the most recent sample and
 	// an exponentially weighted moving average (weight 1/8).
 	PublishLatency, PublishLatencyAvg time.Duration
@@ -141,10 +192,11 @@ type subscription struct {
 // OnConnectionChange and Handle, then call Run once. Connected, SetStatus and
 // Stats are safe for concurrent use at any time.
 type Client struct {
-	cfg    Config
-	broker *url.URL
-	out    Outbox
-	log    *slog.Logger
+	cfg     Config
+	brokers []*url.URL
+	cur     int // index into brokers of the next session; Run's goroutine
+	out     Outbox
+	log     *slog.Logger
 
 	// Set before Run.
 	onChange func(up bool)
@@ -165,6 +217,12 @@ type Client struct {
 	maxSentSeq uint64 // highest Seq ever published by this process
 	generation uint64
 
+	// Receipt mode: confirmed is raised by onReceipt (paho's goroutine);
+	// unconf is Run's.
+	confirmed   atomic.Uint64
+	receiptKick chan struct{} // cap 1
+	unconf      unconfirmed
+
 	statsMu sync.Mutex
 	stats   Stats
 }
@@ -181,24 +239,34 @@ func New(cfg Config, out Outbox, log *slog.Logger) (*Client, error) {
 	if cfg.EventsTopic == "" {
 		return nil, fmt.Errorf("%w: empty EventsTopic", ErrInvalidConfig)
 	}
-	u, err := url.Parse(cfg.Broker)
-	if err != nil {
-		return nil, fmt.Errorf("%w: broker %q: %v", ErrInvalidConfig, cfg.Broker, err)
+	urls := cfg.Brokers
+	if len(urls) == 0 {
+		urls = []string{cfg.Broker}
 	}
-	switch u.Scheme {
-	case "tcp", "mqtt", "ssl", "tls", "mqtts":
-	default:
-		return nil, fmt.Errorf("%w: broker %q: scheme %q not supported (tcp, mqtt, ssl, tls, mqtts)", ErrInvalidConfig, cfg.Broker, u.Scheme)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("%w: broker %q: no host", ErrInvalidConfig, cfg.Broker)
-	}
-	if u.Port() == "" {
-		port := "1883"
-		if isTLSScheme(u.Scheme) {
-			port = "8883"
+	var brokers []*url.URL
+	for _, b := range urls {
+		u, err := parseBroker(b)
+		if err != nil {
+			return nil, err
 		}
-		u.Host = u.Host + ":" + port
+		brokers = append(brokers, u)
+	}
+	switch cfg.Delivery {
+	case "":
+		cfg.Delivery = DeliveryBroker
+	case DeliveryBroker:
+	case DeliveryReceipt:
+		if cfg.ReceiptsTopic == "" || cfg.StationID == "" || cfg.HighestIssued == nil {
+			return nil, fmt.Errorf("%w: receipt delivery needs ReceiptsTopic, StationID and HighestIssued", ErrInvalidConfig)
+		}
+		if cfg.ReceiptTimeout == 0 {
+			cfg.ReceiptTimeout = DefaultReceiptTimeout
+		}
+		if cfg.ReceiptTimeout < 0 {
+			return nil, fmt.Errorf("%w: negative ReceiptTimeout", ErrInvalidConfig)
+		}
+	default:
+		return nil, fmt.Errorf("%w: delivery %q (want broker or receipt)", ErrInvalidConfig, cfg.Delivery)
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
@@ -227,13 +295,42 @@ func New(cfg Config, out Outbox, log *slog.Logger) (*Client, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Client{
-		cfg:        cfg,
-		broker:     u,
-		out:        out,
-		log:        log.With("component", "uplink", "broker", u.Redacted(), "client_id", cfg.ClientID),
-		statusKick: make(chan struct{}, 1),
-	}, nil
+	c := &Client{
+		cfg:         cfg,
+		brokers:     brokers,
+		out:         out,
+		log:         log.With("component", "uplink", "client_id", cfg.ClientID),
+		statusKick:  make(chan struct{}, 1),
+		receiptKick: make(chan struct{}, 1),
+	}
+	if c.receiptMode() {
+		c.subs = append(c.subs, subscription{filter: cfg.ReceiptsTopic, qos: 1, fn: c.onReceipt})
+	}
+	return c, nil
+}
+
+// parseBroker checks one broker URL and adds the default port.
+func parseBroker(b string) (*url.URL, error) {
+	u, err := url.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: broker %q: %v", ErrInvalidConfig, b, err)
+	}
+	switch u.Scheme {
+	case "tcp", "mqtt", "ssl", "tls", "mqtts":
+	default:
+		return nil, fmt.Errorf("%w: broker %q: scheme %q not supported (tcp, mqtt, ssl, tls, mqtts)", ErrInvalidConfig, b, u.Scheme)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("%w: broker %q: no host", ErrInvalidConfig, b)
+	}
+	if u.Port() == "" {
+		port := "1883"
+		if isTLSScheme(u.Scheme) {
+			port = "8883"
+		}
+		u.Host = u.Host + ":" + port
+	}
+	return u, nil
 }
 
 // OnConnectionChange registers fn, called from Run's goroutine with true once
@@ -380,13 +477,19 @@ func (c *Client) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		c.log.Warn("connection ended", "gen", c.generation, "err", err, "acked_seq", c.ackedSeq)
+		c.log.Warn("connection ended", "gen", c.generation, "broker", c.brokers[c.cur].Redacted(), "err", err, "acked_seq", c.ackedSeq)
 		// A connection that came fully up resets the backoff.
 		if wasUp {
 			backoff = c.cfg.MinBackoff
 		}
-		delay := jitter(backoff)
-		backoff = min(backoff*2, c.cfg.MaxBackoff)
+		// Fail over to the next broker; back off fully only once every
+		// broker of the list failed in a row.
+		c.cur = (c.cur + 1) % len(c.brokers)
+		delay := jitter(c.cfg.MinBackoff)
+		if c.cur == 0 || wasUp {
+			delay = jitter(backoff)
+			backoff = min(backoff*2, c.cfg.MaxBackoff)
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dockd/dockd/internal/allowlist"
+	"github.com/dockd/dockd/internal/statuspage"
 )
 
 const allowlistUsage = `usage: dockd allowlist import [--partial] [--format csv|jsonl] [--version V] FILE
@@ -91,6 +92,17 @@ func cmdAllowlist(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		c := info.Counts
 		fmt.Fprintf(stdout, "imported version %s: %d products, %d lots (%d batch codes), %d serials, %d SSCCs, %d shipment lines\n",
 			info.Version, c.Products, c.Lots, c.Batches, c.Serials, c.SSCCs, c.Shipments)
+		// The activation goes on the audit trail: an operator record in the
+		// stopped station's buffer, delivered when it runs again.
+		cfgPath := fs.Lookup("config").Value.String()
+		if cfg, err := loadConfig(cfgPath); err != nil || filepath.Clean(cfg.StateDir) != filepath.Clean(dir) {
+			fmt.Fprintf(stderr, "not recorded on the event stream: the station's config (%s) is not readable or names another state_dir; pass --config\n", cfgPath)
+		} else if seq, err := recordOffline(ctx, cfg, auditRecord{Action: actAllowlistActivate, Actor: statuspage.LocalName(uint32(os.Getuid())),
+			Via: statuspage.ViaCLI, AllowlistVersion: info.Version, Detail: "dockd allowlist import " + filepath.Base(fs.Arg(0))}); err != nil {
+			fmt.Fprintf(stderr, "warning: %v\n", err)
+		} else {
+			fmt.Fprintf(stderr, "recorded as operator event seq %d (delivered when the station runs)\n", seq)
+		}
 		// The replaced version's pages are free but still in the file:
 		// shrink it back to its live size (README: storage wear).
 		if before, after, err := list.Compact(); err != nil {

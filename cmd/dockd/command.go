@@ -31,6 +31,8 @@ type daemonExecutor struct {
 	reload func() error
 	// ships handles open-shipment/close-shipment; nil answers unsupported.
 	ships shipmentDesk
+	// audit knows the id of the command being run, for its record.
+	audit commandAudit
 }
 
 var _ command.Executor = (*daemonExecutor)(nil)
@@ -38,7 +40,7 @@ var _ command.Executor = (*daemonExecutor)(nil)
 // SetDirection switches the door and republishes the retained status so
 // central sees the new direction at once.
 func (x *daemonExecutor) SetDirection(dir dock.Direction) error {
-	if err := x.d.station.SetDirection(dir); err != nil {
+	if err := x.d.setDirection(context.Background(), dir, x.audit.record()); err != nil {
 		return &command.Error{Code: command.CodeInvalidArgs, Msg: err.Error()}
 	}
 	x.refreshStatus()
@@ -51,6 +53,9 @@ func (x *daemonExecutor) LightTest(ctx context.Context) error {
 	if err := x.d.light.Test(ctx); err != nil {
 		return fmt.Errorf("lamp test: %w", err)
 	}
+	rec := x.audit.record()
+	rec.Action, rec.Detail = actLightTest, "lamp test by central's command"
+	x.d.recordOperator(ctx, rec)
 	return nil
 }
 
@@ -59,7 +64,7 @@ func (x *daemonExecutor) ReloadConfig() error {
 	if x.reload == nil {
 		return fmt.Errorf("reload-config: %w", command.ErrUnsupported)
 	}
-	if err := x.reload(); err != nil {
+	if err := x.d.reloadAudited(context.Background(), x.audit.record(), x.reload); err != nil {
 		return fmt.Errorf("reloading the config: %w", err)
 	}
 	x.refreshStatus()
@@ -78,6 +83,14 @@ func (x *daemonExecutor) Shipment(open bool, s command.Shipment) error {
 	if err := x.ships.Shipment(open, x.d.cfg.Station.Door, s); err != nil {
 		return fmt.Errorf("shipment %q: %w", s.ID, err)
 	}
+	rec := x.audit.record()
+	rec.Action, rec.Shipment = actShipmentClose, s.ID
+	rec.Detail = fmt.Sprintf("shipment %s closed", s.ID)
+	if open {
+		rec.Action = actShipmentOpen
+		rec.Detail = fmt.Sprintf("shipment %s opened for %s with %d line(s)", s.ID, s.Direction, len(s.Lines))
+	}
+	x.d.recordOperator(context.Background(), rec)
 	return nil
 }
 
@@ -89,9 +102,13 @@ func (x *daemonExecutor) Status() any {
 	return st
 }
 
-func (x *daemonExecutor) refreshStatus() {
-	if x.d.up != nil {
-		x.d.publishStatus("online")
+func (x *daemonExecutor) refreshStatus() { x.d.refreshStatus() }
+
+// refreshStatus republishes the retained status (a direction change shows
+// at central at once).
+func (d *daemon) refreshStatus() {
+	if d.up != nil {
+		d.publishStatus("online")
 	}
 }
 
@@ -114,10 +131,12 @@ type commandMsg struct {
 // commandService runs central's commands one at a time, in arrival order,
 // on its own goroutine, and publishes each reply.
 type commandService struct {
-	h   *command.Handler
-	pub replyPublisher
-	log *slog.Logger
-	in  chan commandMsg
+	// audit, when set, learns each command's id before it runs.
+	audit *commandAudit
+	h     *command.Handler
+	pub   replyPublisher
+	log   *slog.Logger
+	in    chan commandMsg
 }
 
 func newCommandService(h *command.Handler, pub replyPublisher, log *slog.Logger) *commandService {
@@ -142,7 +161,13 @@ func (s *commandService) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case m := <-s.in:
+			if s.audit != nil {
+				s.audit.begin(m.payload)
+			}
 			topic, reply := s.h.Handle(ctx, m.topic, m.payload)
+			if s.audit != nil {
+				s.audit.end()
+			}
 			if topic == "" {
 				continue
 			}

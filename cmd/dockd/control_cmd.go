@@ -3,8 +3,15 @@ package main
 // Technician tools that drive a running station through its status page
 // API: `dockd light test` and `dockd simulate`.
 //
-//	dockd light test [--url URL] [--password-file F] [--direct --config FILE]
-//	dockd simulate [--url URL] [--reader ID] [--json] [SCAN ...]   (no SCAN: one per stdin line)
+//	dockd light test [--socket PATH | --url URL --password-file F] [--direct --config FILE]
+//	dockd simulate [--socket PATH | --url URL ...] [--json] [SCAN ...]   (no SCAN: one per stdin line)
+//	dockd login-link [--socket PATH]
+//
+// By default they use the station's control socket (the station asks the
+// kernel who is calling: root, user dockd or group dockd may); --url talks
+// to the status page over TCP instead, with a password or client
+// certificate. Simulated scans are always recorded under reader
+// "simulate", marked simulated, with who asked.
 
 import (
 	"bufio"
@@ -18,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -29,35 +37,65 @@ import (
 	"github.com/dockd/dockd/internal/statuspage"
 )
 
-// defaultStatusURL is where the tools look for the station's status page;
-// $DOCKD_STATUS_URL overrides it, --url overrides both.
-const defaultStatusURL = "http://" + statuspage.DefaultAddr
-
-// errStationNotRunning means nothing answered at the status page address.
+// errStationNotRunning means nothing answered at the station's control
+// socket or status page address.
 var errStationNotRunning = errors.New("station is not running")
 
-// apiClient talks to a station's status page API.
+// defaultConfigPath is the installed config file.
+const defaultConfigPath = "/etc/dockd/dockd.yaml"
+
+// apiClient talks to a station's API: on the control socket (the default:
+// the kernel tells the station who is asking) or, with --url, on the status
+// page over TCP with a password or a client certificate.
 type apiClient struct {
-	base       string
+	base       string // http://control-socket or the --url
+	where      string // what to name in messages: the socket path or the URL
 	user, pass string
 	http       *http.Client
+}
+
+// controlSocketPath finds the running station's control socket: $DOCKD_SOCKET,
+// else status.socket / state_dir from the config file when it is readable,
+// else the packaged default.
+func controlSocketPath(cfgPath string) string {
+	if p := os.Getenv("DOCKD_SOCKET"); p != "" {
+		return p
+	}
+	if cfg, err := loadConfig(cfgPath); err == nil {
+		if p := cfg.Status.ControlSocket(cfg.StateDir); p != "" {
+			return p
+		}
+	}
+	return "/var/lib/dockd/control.sock"
 }
 
 // apiFlags registers the flags every API tool takes and returns a
 // constructor for the client they describe.
 func apiFlags(fs *flag.FlagSet) func() (*apiClient, error) {
-	def := os.Getenv("DOCKD_STATUS_URL")
-	if def == "" {
-		def = defaultStatusURL
-	}
-	url := fs.String("url", def, "status page of the running station ($DOCKD_STATUS_URL)")
-	user := fs.String("user", statuspage.DefaultUser, "status page user name")
-	pwFile := fs.String("password-file", "", "file holding the status page password ($DOCKD_STATUS_PASSWORD also works)")
+	sock := fs.String("socket", "", "the running station's control socket (default: from --config, $DOCKD_SOCKET)")
+	cfgPath := fs.String("config", defaultConfigPath, "config file naming the control socket (status.socket, state_dir)")
+	url := fs.String("url", os.Getenv("DOCKD_STATUS_URL"), "use the status page at this URL instead of the control socket ($DOCKD_STATUS_URL); needs --password-file or a client certificate")
+	user := fs.String("user", statuspage.DefaultUser, "status page user name (with --url)")
+	pwFile := fs.String("password-file", "", "file holding the status page password, with --url ($DOCKD_STATUS_PASSWORD also works)")
 	caFile := fs.String("cacert", "", "CA certificate (PEM) to verify an https status page")
 	cert := fs.String("cert", "", "client certificate (PEM) for a status page that requires one")
 	key := fs.String("key", "", "key of the client certificate (PEM)")
 	return func() (*apiClient, error) {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.Proxy = nil // the station is on this box or this LAN
+		if *url == "" || *sock != "" {
+			path := *sock
+			if path == "" {
+				path = controlSocketPath(*cfgPath)
+			}
+			tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", path)
+			}
+			return &apiClient{base: "http://control-socket", where: path, http: &http.Client{Transport: tr, Timeout: time.Minute}}, nil
+		}
 		c := &apiClient{base: strings.TrimRight(*url, "/"), user: *user, pass: os.Getenv("DOCKD_STATUS_PASSWORD")}
+		c.where = c.base
 		if *pwFile != "" {
 			b, err := os.ReadFile(*pwFile)
 			if err != nil {
@@ -68,8 +106,6 @@ func apiFlags(fs *flag.FlagSet) func() (*apiClient, error) {
 				return nil, fmt.Errorf("password file %s holds a hash; the tools need the password itself", *pwFile)
 			}
 		}
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.Proxy = nil // the station is on this box or this LAN
 		if *caFile != "" || *cert != "" {
 			tc := &tls.Config{MinVersion: tls.VersionTLS12}
 			if *caFile != "" {
@@ -112,10 +148,13 @@ func (c *apiClient) post(ctx context.Context, path string, body, out any) error 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			return fmt.Errorf("%w: nothing answers at %s (%v)", errStationNotRunning, c.base, err)
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+			return fmt.Errorf("%w: nothing answers at %s (%v)", errStationNotRunning, c.where, err)
 		}
-		return fmt.Errorf("POST %s%s: %w", c.base, path, err)
+		if errors.Is(err, syscall.EACCES) {
+			return fmt.Errorf("control socket %s: %w (run as root, or as a member of group dockd)", c.where, err)
+		}
+		return fmt.Errorf("POST %s%s: %w", c.where, path, err)
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -130,15 +169,15 @@ func (c *apiClient) post(ctx context.Context, path string, body, out any) error 
 		hint := ""
 		switch resp.StatusCode {
 		case http.StatusUnauthorized:
-			hint = " (give the status page password with --password-file or $DOCKD_STATUS_PASSWORD)"
+			hint = " (give the status page password with --password-file or $DOCKD_STATUS_PASSWORD, or leave out --url to use the control socket on the station)"
 		case http.StatusForbidden:
-			hint = " (run the tool on the station itself, or configure a status page password)"
+			hint = " (on the station, run the tool as root or as a member of group dockd)"
 		}
-		return fmt.Errorf("POST %s%s: %s: %s%s", c.base, path, resp.Status, e.Error, hint)
+		return fmt.Errorf("POST %s%s: %s: %s%s", c.where, path, resp.Status, e.Error, hint)
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("POST %s%s: reading answer: %w", c.base, path, err)
+			return fmt.Errorf("POST %s%s: reading answer: %w", c.where, path, err)
 		}
 	}
 	return nil
@@ -148,30 +187,30 @@ func (c *apiClient) post(ctx context.Context, path string, body, out any) error 
 // the running station, or straight on the pins with --direct.
 func cmdLight(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "test" {
-		return &exitError{2, errors.New("usage: dockd light test [--url URL] [--password-file F] | [--direct --config FILE]")}
+		return &exitError{2, errors.New("usage: dockd light test [--socket PATH] | [--url URL --password-file F] | [--direct --config FILE]")}
 	}
 	fs := flag.NewFlagSet("light test", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	client := apiFlags(fs)
 	direct := fs.Bool("direct", false, "drive the pins from the config here, without the daemon (stop dockd first)")
-	cfgPath := fs.String("config", "/etc/dockd/dockd.yaml", "config file (with --direct)")
 	step := fs.Duration("step", light.DefaultTestStep, "how long each output stays on (with --direct)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return &exitError{2, err}
 	}
 	start := time.Now()
 	if *direct {
-		if err := directLightTest(ctx, *cfgPath, *step, stderr); err != nil {
+		cfgPath := fs.Lookup("config").Value.String()
+		if err := directLightTest(ctx, cfgPath, *step, stderr); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "lamp test done on the pins of %s: green, amber, red, buzzer (%.1fs)\n", *cfgPath, time.Since(start).Seconds())
+		fmt.Fprintf(stdout, "lamp test done on the pins of %s: green, amber, red, buzzer (%.1fs)\n", cfgPath, time.Since(start).Seconds())
 		return nil
 	}
 	c, err := client()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "lamp test through %s: green, amber, red, buzzer…\n", c.base)
+	fmt.Fprintf(stdout, "lamp test through %s: green, amber, red, buzzer…\n", c.where)
 	var res struct {
 		By string `json:"by"`
 	}
@@ -234,7 +273,6 @@ func cmdSimulate(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	client := apiFlags(fs)
-	reader := fs.String("reader", statuspage.DefaultSimulate, "reader id the scans are recorded under")
 	asJSON := fs.Bool("json", false, "print each answer as a JSON line (the whole custody event)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{2, err}
@@ -276,7 +314,7 @@ func cmdSimulate(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		}
 		data := strings.ReplaceAll(line, "{GS}", "\x1d")
 		var ans simulateAnswer
-		err := c.post(ctx, "/api/simulate", statuspage.SimulateRequest{Reader: *reader, Data: data}, &ans)
+		err := c.post(ctx, "/api/simulate", statuspage.SimulateRequest{Data: data}, &ans)
 		if errors.Is(err, errStationNotRunning) {
 			return fmt.Errorf("%w (%w); start it (dockd run) before simulating scans", errStationNotRunning, err)
 		}
@@ -302,5 +340,89 @@ func cmdSimulate(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	if failed > 0 {
 		return fmt.Errorf("simulate: %d scan(s) not recorded", failed)
 	}
+	return nil
+}
+
+// cmdLoginLink is `dockd login-link`: ask the running station, on its
+// control socket, for a one-time link that signs a browser in to the status
+// page as the local user running the command.
+func cmdLoginLink(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("login-link", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	client := apiFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(c.base, "http://control-socket") {
+		return &exitError{2, errors.New("login-link works on the control socket only (leave out --url)")}
+	}
+	var res struct {
+		URL     string `json:"url"`
+		For     string `json:"for"`
+		Expires int    `json:"expires_s"`
+	}
+	if err := c.post(ctx, "/api/login-link", struct{}{}, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s\n", res.URL)
+	fmt.Fprintf(stderr, "one-time link for %s, valid %d s; through an SSH tunnel (ssh -L PORT:127.0.0.1:PORT) open it on your side\n", res.For, res.Expires)
+	return nil
+}
+
+// cmdDirection is `dockd direction [receiving|shipping]`: switch the
+// running station's door (recorded with who ran it), or print the
+// direction without an argument.
+func cmdDirection(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("direction", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	client := apiFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	if fs.NArg() != 1 || !dock.Direction(fs.Arg(0)).Valid() {
+		return &exitError{2, errors.New("usage: dockd direction receiving|shipping [--socket PATH]")}
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	var res struct {
+		Direction dock.Direction `json:"direction"`
+		Previous  dock.Direction `json:"previous"`
+		By        string         `json:"by"`
+	}
+	if err := c.post(ctx, "/api/direction", statuspage.DirectionRequest{Direction: dock.Direction(fs.Arg(0))}, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "door %s (was %s), by %s\n", res.Direction, res.Previous, res.By)
+	return nil
+}
+
+// cmdReload is `dockd reload`: the running station re-reads its config
+// file and applies what can change without a restart (recorded with who
+// ran it); it says what needs a restart instead.
+func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	client := apiFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	var res struct {
+		Direction dock.Direction `json:"direction"`
+		By        string         `json:"by"`
+	}
+	if err := c.post(ctx, "/api/reload", struct{}{}, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "config reloaded (door %s), by %s\n", res.Direction, res.By)
 	return nil
 }

@@ -24,7 +24,7 @@ type toolSource struct {
 	mu        sync.Mutex
 	tests     int
 	injected  []string
-	readers   []string
+	actors    []statuspage.Actor
 	tagged    []bool
 	direction dock.Direction
 }
@@ -35,22 +35,36 @@ func (s *toolSource) Snapshot() statuspage.Snapshot {
 	return statuspage.Snapshot{Station: "t", Direction: s.direction}
 }
 func (s *toolSource) Changes() (<-chan struct{}, func()) { return nil, func() {} }
-func (s *toolSource) LightTest(ctx context.Context) error {
+func (s *toolSource) LightTest(ctx context.Context, a statuspage.Actor) error {
 	s.mu.Lock()
 	s.tests++
+	s.actors = append(s.actors, a)
 	s.mu.Unlock()
 	return nil
 }
-func (s *toolSource) SetDirection(d dock.Direction) error { s.direction = d; return nil }
+func (s *toolSource) SetDirection(d dock.Direction, a statuspage.Actor) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.direction = d
+	s.actors = append(s.actors, a)
+	return nil
+}
+
+func (s *toolSource) ReloadConfig(a statuspage.Actor) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.actors = append(s.actors, a)
+	return nil
+}
 
 // Inject rejects anything mentioning LOT99 and refuses (not recorded) "FULL".
-func (s *toolSource) Inject(ctx context.Context, reader string, data []byte, tag bool) (dock.CustodyEvent, error) {
+func (s *toolSource) Inject(ctx context.Context, data []byte, tag bool, a statuspage.Actor) (dock.CustodyEvent, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.injected = append(s.injected, string(data))
-	s.readers = append(s.readers, reader)
+	s.actors = append(s.actors, a)
 	s.tagged = append(s.tagged, tag)
-	ev := dock.CustodyEvent{Seq: uint64(len(s.injected)), Reader: reader, Raw: string(data), Decision: dock.Decision{Verdict: dock.Accept, Reason: dock.ReasonOK}}
+	ev := dock.CustodyEvent{Seq: uint64(len(s.injected)), Reader: dock.SimulatedReader, Simulated: true, Raw: string(data), Decision: dock.Decision{Verdict: dock.Accept, Reason: dock.ReasonOK}}
 	switch {
 	case strings.Contains(string(data), "LOT99"):
 		ev.Decision = dock.Decision{Verdict: dock.Reject, Reason: dock.ReasonUnknownLot, Detail: "lot LOT99 is not on the allowlist"}
@@ -62,8 +76,9 @@ func (s *toolSource) Inject(ctx context.Context, reader string, data []byte, tag
 	return ev, nil
 }
 
-// serveTools runs a status page for src on loopback and returns its URL.
-func serveTools(t *testing.T, cfg statuspage.Config, src statuspage.Source) string {
+// serveTools runs a status page for src on loopback and its control
+// socket, and returns the page's URL and the socket's path.
+func serveTools(t *testing.T, cfg statuspage.Config, src statuspage.Source) (url, sock string) {
 	t.Helper()
 	srv, err := statuspage.New(cfg, src, nil, nil)
 	if err != nil {
@@ -73,11 +88,17 @@ func serveTools(t *testing.T, cfg statuspage.Config, src statuspage.Source) stri
 	if err != nil {
 		t.Fatal(err)
 	}
+	sock = filepath.Join(t.TempDir(), "control.sock")
+	uln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return "http://" + ln.Addr().String()
+	go func() { done <- srv.ServeLocal(ctx, uln) }()
+	t.Cleanup(func() { cancel(); <-done; <-done })
+	return "http://" + ln.Addr().String(), sock
 }
 
 // closedPort returns a loopback URL where nothing listens.
@@ -95,18 +116,21 @@ func TestLightTestThroughAPI(t *testing.T) {
 	src := &toolSource{}
 	pwFile := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pwFile, []byte("open sesame\n"), 0o600)
-	open := serveTools(t, statuspage.Config{}, src)
-	locked := serveTools(t, statuspage.Config{PasswordSHA256: statuspage.HashPassword("open sesame")}, src)
+	open, sock := serveTools(t, statuspage.Config{}, src)
+	locked, _ := serveTools(t, statuspage.Config{PasswordSHA256: statuspage.HashPassword("open sesame")}, src)
+	t.Setenv("DOCKD_SOCKET", "")
 	tests := []struct {
 		name    string
 		args    []string
 		wantErr string // "" for success
 		tests   int    // light tests run afterwards
 	}{
-		{"open station", []string{"test", "--url", open}, "", 1},
+		{"control socket", []string{"test", "--socket", sock}, "", 1},
+		{"loopback TCP without credentials", []string{"test", "--url", open}, "sign in", 1},
 		{"password needed, none given", []string{"test", "--url", locked}, "--password-file", 1},
 		{"password given", []string{"test", "--url", locked, "--password-file", pwFile}, "", 2},
 		{"not running", []string{"test", "--url", closedPort(t)}, "--direct", 2},
+		{"no socket", []string{"test", "--socket", filepath.Join(t.TempDir(), "none.sock")}, "--direct", 2},
 		{"no subcommand", []string{"--url", open}, "usage", 2},
 	}
 	for _, tc := range tests {
@@ -134,6 +158,14 @@ func TestLightTestThroughAPI(t *testing.T) {
 	err := cmdLight(context.Background(), []string{"test", "--url", closedPort(t)}, &out, &errb)
 	if !errors.Is(err, errStationNotRunning) || !strings.Contains(err.Error(), "not running") {
 		t.Fatalf("not running: %v", err)
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if a := src.actors[0]; a.Via != statuspage.ViaCLI || a.Who != statuspage.LocalName(uint32(os.Getuid())) {
+		t.Fatalf("the control socket named the caller %+v", a)
+	}
+	if a := src.actors[1]; a.Via != statuspage.ViaAPI || a.Who != "user:technician" {
+		t.Fatalf("the password caller is %+v", a)
 	}
 }
 
@@ -175,7 +207,7 @@ func TestLightTestDirect(t *testing.T) {
 
 func TestSimulate(t *testing.T) {
 	src := &toolSource{}
-	base := serveTools(t, statuspage.Config{}, src)
+	_, sock := serveTools(t, statuspage.Config{}, src)
 	tests := []struct {
 		name     string
 		args     []string
@@ -187,13 +219,13 @@ func TestSimulate(t *testing.T) {
 	}{
 		{
 			name:     "arguments",
-			args:     []string{"--url", base, "(01)09506000134352(10)LOT42(21)S1", "(01)09506000134352(10)LOT99(21)S2"},
+			args:     []string{"--socket", sock, "(01)09506000134352(10)LOT42(21)S1", "(01)09506000134352(10)LOT99(21)S2"},
 			wantOut:  []string{"accept  ok", "reject  unknown_lot", "not on the allowlist"},
 			injected: []string{"(01)09506000134352(10)LOT42(21)S1", "(01)09506000134352(10)LOT99(21)S2"},
 		},
 		{
 			name:     "stdin lines, comments, GS notation and EPC",
-			args:     []string{"--url", base, "--reader", "bench"},
+			args:     []string{"--socket", sock},
 			stdin:    "# a comment\n]C10109506000134352{GS}10LOT42\r\n\nepc:3034257BF400B7800004CB2F\n",
 			wantOut:  []string{"seq="},
 			injected: []string{"]C10109506000134352\x1d10LOT42", "3034257BF400B7800004CB2F"},
@@ -201,7 +233,7 @@ func TestSimulate(t *testing.T) {
 		},
 		{
 			name:     "refused scan is an error",
-			args:     []string{"--url", base, "FULL"},
+			args:     []string{"--socket", sock, "FULL"},
 			wantErr:  true,
 			wantOut:  []string{"buffer_full"},
 			injected: []string{"FULL"},
@@ -211,7 +243,7 @@ func TestSimulate(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			src.mu.Lock()
-			src.injected, src.readers, src.tagged = nil, nil, nil
+			src.injected, src.actors, src.tagged = nil, nil, nil
 			src.mu.Unlock()
 			var out, errb bytes.Buffer
 			err := cmdSimulate(context.Background(), tc.args, strings.NewReader(tc.stdin), &out, &errb)
@@ -232,8 +264,8 @@ func TestSimulate(t *testing.T) {
 				var tags []string
 				for i, tag := range src.tagged {
 					tags = append(tags, map[bool]string{false: "f", true: "t"}[tag])
-					if src.readers[i] != "bench" {
-						t.Fatalf("scan %d recorded under reader %q, want bench", i, src.readers[i])
+					if a := src.actors[i]; a.Via != statuspage.ViaCLI || !strings.HasPrefix(a.Who, "local:") {
+						t.Fatalf("scan %d injected by %+v, want the local user on the control socket", i, a)
 					}
 				}
 				if got := strings.Join(tags, ","); got != tc.tags {

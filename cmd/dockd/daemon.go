@@ -72,7 +72,9 @@ type daemon struct {
 	updater *allowlist.Updater // nil without a broker
 	page    *statuspage.Server
 	pageLn  net.Listener // the status page's listener, opened at start
+	ctlLn   net.Listener // the control socket (nil: off), opened at start
 	opts    daemonOptions
+	auditState
 
 	ackButton, dirSwitch gpio.PinIn // optional door inputs
 
@@ -104,7 +106,8 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 	storageAlarm := false
 	bufPath := filepath.Join(cfg.StateDir, "buffer.db")
 	bopts := buffer.Options{MaxBytes: int64(cfg.Buffer.MaxBytes), MaxAge: cfg.Buffer.MaxAge, AlarmFraction: cfg.Buffer.AlarmFraction, Logger: log,
-		Retain: d.list.Checkpoint} // delivered events stay on disk until custody state has them
+		GapRecord: d.gapRecord,
+		Retain:    d.list.Checkpoint} // delivered events stay on disk until custody state has them
 	d.queue, err = buffer.Open(bufPath, bopts)
 	var ce *buffer.CorruptError
 	if errors.As(err, &ce) {
@@ -146,7 +149,7 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 		}
 	}
 
-	dec, err := scan.NewDecoder(scan.Config{NoAIM: cfg.Decode.NoAIM, PlainPatterns: cfg.Decode.PlainPatterns})
+	dec, err := scan.NewDecoder(scan.Config{NoAIM: cfg.Decode.NoAIM, PlainPatterns: cfg.Decode.PlainPatterns, DigitalLink: cfg.Decode.DigitalLink})
 	if err != nil {
 		return nil, fmt.Errorf("decoder: %w", err)
 	}
@@ -187,7 +190,7 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 			return nil, err
 		}
 	}
-	if cfg.Status.Addr != "" {
+	if cfg.Status.Addr != "" || cfg.Status.ControlSocket(cfg.StateDir) != "" {
 		if err := d.openStatusPage(); err != nil {
 			return nil, err
 		}
@@ -198,7 +201,7 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 // openStatusPage builds the status page and opens its listener now, so a
 // taken port fails the start rather than a running station.
 func (d *daemon) openStatusPage() error {
-	sc := statuspage.Config{Addr: d.cfg.Status.Addr, AuthReads: d.cfg.Status.AuthReads,
+	sc := statuspage.Config{Addr: d.cfg.Status.Addr, AuthReads: d.cfg.Status.AuthReads, AllowedHosts: d.cfg.Status.AllowedHosts,
 		TLSCertFile: d.cfg.Status.TLSCert, TLSKeyFile: d.cfg.Status.TLSKey, ClientCAFile: d.cfg.Status.ClientCA}
 	if pf := d.cfg.Status.PasswordFile; pf != "" {
 		h, err := statuspage.LoadPasswordFile(pf)
@@ -214,11 +217,17 @@ func (d *daemon) openStatusPage() error {
 	if d.up != nil {
 		d.up.OnAck(metrics.ObservePublishLatency)
 	}
-	ln, err := net.Listen("tcp", d.cfg.Status.Addr)
-	if err != nil {
-		return fmt.Errorf("status page: listening on %s (change status.addr, or empty it to turn the page off): %w", d.cfg.Status.Addr, err)
+	if d.cfg.Status.Addr != "" { // else only the control socket serves the API
+		ln, err := net.Listen("tcp", d.cfg.Status.Addr)
+		if err != nil {
+			return fmt.Errorf("status page: listening on %s (change status.addr, or empty it to turn the page off): %w", d.cfg.Status.Addr, err)
+		}
+		d.pageLn = ln
 	}
-	d.page, d.pageLn = page, ln
+	if err := d.openControlSocket(); err != nil {
+		return err
+	}
+	d.page = page
 	return nil
 }
 
@@ -320,7 +329,7 @@ func (d *daemon) newUplink() (*uplink.Client, error) {
 		password = strings.TrimSpace(string(b))
 	}
 	var tlsCfg *tls.Config
-	if m.CAFile != "" || m.CertFile != "" || strings.HasPrefix(m.Broker, "ssl://") || strings.HasPrefix(m.Broker, "mqtts://") {
+	if m.CAFile != "" || m.CertFile != "" || anyTLSBroker(m) {
 		var err error
 		if tlsCfg, err = uplink.TLSConfig(m.CAFile, m.CertFile, m.KeyFile, m.ServerName); err != nil {
 			return nil, fmt.Errorf("mqtt TLS: %w", err)
@@ -328,11 +337,13 @@ func (d *daemon) newUplink() (*uplink.Client, error) {
 	}
 	will, _ := json.Marshal(map[string]any{"schema": statusSchema, "station": d.cfg.Station.ID, "site": d.cfg.Station.Site, "door": d.cfg.Station.Door, "state": "offline"})
 	base := d.cfg.TopicBase()
-	up, err := uplink.New(uplink.Config{
+	uc := uplink.Config{
 		Broker: m.Broker, ClientID: m.ClientID, Username: m.Username, Password: password, TLS: tlsCfg,
 		EventsTopic: base + "/events", StatusTopic: base + "/status", Will: will,
 		InFlight: m.InFlight, KeepAlive: m.KeepAlive, AckTimeout: m.AckTimeout,
-	}, d.outbox(), d.log.With("part", "uplink"))
+	}
+	d.deliveryConfig(&uc)
+	up, err := uplink.New(uc, d.outbox(), d.log.With("part", "uplink"))
 	if err != nil {
 		return nil, err
 	}
@@ -342,15 +353,16 @@ func (d *daemon) newUplink() (*uplink.Client, error) {
 		exec.reload = d.reloadConfig
 	}
 	d.cmds = newCommandService(command.NewHandler(command.Config{Topics: topics, Station: d.cfg.Station.ID, Log: d.log, Exec: exec}), up, d.log)
+	d.cmds.audit = &exec.audit
 	up.Handle(topics.CommandFilter(), 1, d.cmds.Receive)
 	d.updater = allowlist.NewUpdater(d.list, d.publishListAck, d.log.With("part", "allowlist"))
 	up.Handle(m.TopicPrefix+"/"+d.cfg.Station.Site+"/allowlist/#", 1, d.updater.Handle)
 	up.OnConnectionChange(func(connected bool) {
 		d.light.SetCondition(dock.ConditionBrokerOffline, !connected)
 		if connected {
-			d.log.Info("broker connected", "broker", m.Broker)
+			d.log.Info("broker connected", "broker", up.Stats().Broker)
 		} else {
-			d.log.Warn("broker offline; events are kept in the buffer", "broker", m.Broker)
+			d.log.Warn("broker offline; events are kept in the buffer", "broker", up.Stats().Broker)
 		}
 	})
 	return up, nil
@@ -401,6 +413,7 @@ func (d *daemon) reloadConfig() error {
 // PREFIX/SITE/DOOR/allowlist/ack (staged chunks are not acknowledged one by
 // one). Called from the updater's goroutine.
 func (d *daemon) publishListAck(a allowlist.Ack) {
+	d.recordAllowlistAck(a)
 	if a.Status == allowlist.StatusStaged {
 		return
 	}
@@ -439,7 +452,7 @@ func policyOf(c config.Policy) custody.Policy {
 // replayCustody brings the allowlist's custody state up to date after a
 // crash: custody changes reach allowlist.db in batches (no fsync on the
 // light path), so events above its checkpoint are replayed from the event
-// buffer, which keeps them until they are checkpointed (see outbox.Ack).
+// buffer, which keeps them until they are checkpointed (buffer.Options.Retain).
 func (d *daemon) replayCustody() error {
 	after := d.list.Checkpoint()
 	replayed := 0
@@ -476,13 +489,14 @@ func (d *daemon) outbox() outbox.Outbox {
 	return outbox.Outbox{Q: d.queue}
 }
 
-// catchUpAcks passes what the broker acknowledged to the buffer through the
-// outbox (the one ack path), in case the uplink's own ack failed.
+// catchUpAcks passes what the uplink released (the broker acknowledged it,
+// or in receipt mode central receipted it) to the buffer through the outbox
+// (the one ack path), in case the uplink's own ack failed.
 func (d *daemon) catchUpAcks() {
 	if d.up == nil {
 		return
 	}
-	if seq := d.up.Stats().AckedSeq; seq > d.queue.Stats().LastAckSeq {
+	if seq := d.up.Stats().ReleasedSeq; seq > d.queue.Stats().LastAckSeq {
 		if err := d.outbox().Ack(seq); err != nil {
 			d.log.Error("acknowledging delivered events in the buffer", "seq", seq, "err", err)
 		}
@@ -522,7 +536,7 @@ func (d *daemon) Run(ctx context.Context) error {
 	pageCtx, stopPage := context.WithCancel(context.Background())
 	pageDone := make(chan error, 1)
 	if d.page != nil {
-		go func() { pageDone <- d.page.Serve(pageCtx, d.pageLn) }()
+		go func() { pageDone <- d.servePage(pageCtx) }()
 	} else {
 		close(pageDone)
 	}
@@ -622,7 +636,7 @@ func (d *daemon) watchInputs(ctx context.Context) *sync.WaitGroup {
 			err := light.WatchButton(ctx, d.ackButton, debounce, func() {
 				d.light.Silence()
 				d.light.SetCondition(dock.ConditionRejectHold, false)
-				d.recordOperator(ctx, "acknowledge", "acknowledge button pressed")
+				d.recordOperator(ctx, auditRecord{Action: actAcknowledge, Actor: actorOperator, Via: viaButton, Detail: "acknowledge button pressed"})
 			})
 			if err != nil {
 				d.log.Error("acknowledge button", "err", err)
@@ -636,11 +650,9 @@ func (d *daemon) watchInputs(ctx context.Context) *sync.WaitGroup {
 				if l == gpio.Low {
 					dir = dock.Shipping
 				}
-				if dir == d.station.Direction() {
-					return
+				if err := d.setDirection(ctx, dir, auditRecord{Actor: actorOperator, Via: viaKeySwitch, Detail: "key switch set " + string(dir)}); err != nil {
+					d.log.Error("direction switch", "err", err)
 				}
-				d.station.SetDirection(dir)
-				d.recordOperator(ctx, "direction", "key switch set "+string(dir))
 			})
 			if err != nil {
 				d.log.Error("direction switch", "err", err)
@@ -650,30 +662,9 @@ func (d *daemon) watchInputs(ctx context.Context) *sync.WaitGroup {
 	return &wg
 }
 
-// recordOperator appends an operator record (no decision) to the event
-// stream, durably, like a scan's custody event.
-func (d *daemon) recordOperator(ctx context.Context, action, detail string) {
-	ev := dock.CustodyEvent{
-		Schema: dock.OperatorEventSchema, Kind: "operator", Action: action, ID: dock.NewEventID(),
-		Site: d.cfg.Station.Site, Station: d.cfg.Station.ID, Door: d.cfg.Station.Door,
-		Direction: d.station.Direction(), Time: time.Now().UTC(), ClockSynced: clockSynced(),
-		Decision: dock.Decision{Detail: detail},
-	}
-	seq, err := d.outbox().Append(context.WithoutCancel(ctx), func(seq uint64) ([]byte, error) {
-		e := ev
-		e.Seq = seq
-		return json.Marshal(&e)
-	})
-	if err != nil {
-		d.log.Error("operator action not recorded", "action", action, "err", err)
-		return
-	}
-	d.log.Info("operator action", "seq", seq, "action", action, "detail", detail)
-}
-
 func (d *daemon) drainUplink(grace time.Duration) {
 	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) && d.up.Connected() && d.up.Stats().AckedSeq < d.queue.Stats().NewestSeq {
+	for time.Now().Before(deadline) && d.up.Connected() && d.up.Stats().ReleasedSeq < d.queue.Stats().NewestSeq {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
@@ -681,6 +672,9 @@ func (d *daemon) drainUplink(grace time.Duration) {
 func (d *daemon) closeStores() {
 	if d.pageLn != nil && d.page == nil {
 		d.pageLn.Close()
+	}
+	if d.ctlLn != nil && d.page == nil {
+		d.ctlLn.Close()
 	}
 	if d.queue != nil {
 		if err := d.queue.Close(); err != nil {
@@ -700,6 +694,7 @@ func (d *daemon) watch(ctx context.Context) {
 	heartbeat := time.NewTicker(d.cfg.MQTT.Heartbeat) // config: at least 1s
 	defer heartbeat.Stop()
 	var alarm, full bool
+	var receipts receiptAlarm
 	for {
 		select {
 		case <-ctx.Done():
@@ -713,11 +708,12 @@ func (d *daemon) watch(ctx context.Context) {
 		}
 		d.catchUpAcks()
 		st := d.queue.Stats()
-		if a := st.Alarm || st.OverAge; a != alarm {
+		stalled := receipts.check(d)
+		if a := st.Alarm || st.OverAge || stalled; a != alarm {
 			alarm = a
 			d.light.SetCondition(dock.ConditionBufferHigh, alarm)
 			if alarm {
-				d.log.Warn("buffer alarm", "depth", st.Depth, "bytes", st.Bytes, "fill", st.Fill, "over_age", st.OverAge)
+				d.log.Warn("buffer alarm", "depth", st.Depth, "bytes", st.Bytes, "fill", st.Fill, "over_age", st.OverAge, "receipts_stalled", stalled)
 			}
 		}
 		if st.Full != full {
@@ -761,6 +757,10 @@ type bufferStatus struct {
 	Fill       float64 `json:"fill"`
 	Alarm      bool    `json:"alarm"`
 	Full       bool    `json:"full"`
+	// Receipt delivery only: events published that central has not
+	// receipted, and seconds since the oldest was first published.
+	Unconfirmed           *int     `json:"unconfirmed,omitempty"`
+	UnconfirmedOldestAgeS *float64 `json:"unconfirmed_oldest_age_s,omitempty"`
 }
 
 func (d *daemon) status(state string) Status {
@@ -774,6 +774,10 @@ func (d *daemon) status(state string) Status {
 	}
 	if !st.OldestAt.IsZero() {
 		s.Buffer.OldestAgeS = time.Since(st.OldestAt).Seconds()
+	}
+	if u := d.unconfirmed(); u.Receipt {
+		s.Buffer.Unconfirmed, s.Buffer.UnconfirmedOldestAgeS = &u.Depth, &u.OldestAgeS
+		s.Buffer.Alarm = s.Buffer.Alarm || u.Stalled
 	}
 	for _, r := range d.station.Readers() {
 		s.Readers = append(s.Readers, readerStatus{ID: r.Reader, Up: r.Up, Port: r.Port})

@@ -18,13 +18,16 @@ import (
 	"github.com/dockd/dockd/internal/allowlist"
 	"github.com/dockd/dockd/internal/config"
 	"github.com/dockd/dockd/internal/dock"
+	"github.com/dockd/dockd/internal/statuspage"
 	"github.com/dockd/dockd/uplink"
 )
 
 const demoBanner = `
 dockd demo station — site %s, door %s, %s
   light: virtual (lamp changes are logged)   broker: %s (embedded)   state: %s
-  status page: %s   (dockd simulate --url … and dockd light test --url … talk to it)
+  status page: %s
+  sign in to its buttons (one-time link, 10 min): %s
+  control socket: %s   (DOCKD_SOCKET=… dockd simulate SCAN, dockd light test, dockd login-link)
   allowlist: the sample list (firmware-config/sample-allowlist.csv)
 
 Type or paste a scan and press Enter. Try:
@@ -122,11 +125,16 @@ func cmdDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err != nil {
 		return err
 	}
-	page := "off"
+	page, link, sock := "off", "-", "off"
 	if d.pageLn != nil {
-		page = "http://" + d.pageLn.Addr().String() + "/"
+		base := "http://" + d.pageLn.Addr().String()
+		page = base + "/"
+		link = base + d.page.LoginLink(statuspage.LocalName(uint32(os.Getuid())))
 	}
-	printf(demoBanner, cfg.Station.Site, cfg.Station.Door, cfg.Station.Direction, cfg.MQTT.Broker, *stateDir, page)
+	if d.ctlLn != nil {
+		sock = d.ctlLn.Addr().String()
+	}
+	printf(demoBanner, cfg.Station.Site, cfg.Station.Door, cfg.Station.Direction, cfg.MQTT.Broker, *stateDir, page, link, sock)
 	d.station.Observe(func(ev dock.CustodyEvent) {
 		lamp := map[dock.Verdict]string{dock.Accept: "GREEN", dock.Warn: "AMBER", dock.Reject: "RED"}[ev.Verdict]
 		printf("\n>> %s  %s (%s) %s\n", lamp, strings.ToUpper(string(ev.Verdict)), ev.Reason, ev.Detail)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,9 @@ import (
 
 	"github.com/dockd/dockd/buffer"
 	"github.com/dockd/dockd/internal/dock"
+	"github.com/dockd/dockd/internal/testkit"
+	"github.com/dockd/dockd/uplink/contract"
+	"github.com/dockd/dockd/uplink/contract/contracttest"
 )
 
 // mountTmpfs mounts a tmpfs of size bytes at a new directory, unmounted at
@@ -95,13 +99,59 @@ func TestDiskFullFilesystem(t *testing.T) {
 	}
 	stored++
 	s.broker.Start()
-	got := waitEvents(t, s.sub, stored, 60*time.Second)
+	got := waitEvents(t, s.sub, stored+1, 60*time.Second) // and the gap record
 	if len(got) < stored {
 		t.Fatalf("delivered %d of %d", len(got), stored)
 	}
+	checkGapDeclared(t, s.sub.Messages(), evs[len(evs)-1].Seq)
 	// The file is sound: a read-only check after the daemon stops.
 	s.stop()
 	if _, err := buffer.Check(filepath.Join(disk, "buffer.db"), buffer.Options{}); err != nil {
 		t.Fatalf("buffer file after the disk filled: %v", err)
 	}
+}
+
+// checkGapDeclared: the failed commits' seqs are declared by exactly one
+// dockd.seq-gap/1 record, stored with the first successful commit, so that
+// every seq 1..newest is an event, the gap record or inside its range.
+func checkGapDeclared(t *testing.T, msgs []testkit.Message, newest uint64) {
+	t.Helper()
+	seen := map[uint64]bool{}
+	var gaps []seqGap
+	for _, m := range msgs {
+		if !strings.HasSuffix(m.Topic, "/events") {
+			continue
+		}
+		var g seqGap
+		if err := json.Unmarshal(m.Payload, &g); err != nil {
+			t.Fatalf("event payload %s: %v", m.Payload, err)
+		}
+		seen[g.Seq] = true
+		if g.Schema == contract.SeqGapSchema {
+			if err := contracttest.Validate(contract.SeqGapSchemaFile, m.Payload); err != nil {
+				t.Fatalf("gap record %s: %v", m.Payload, err)
+			}
+			gaps = append(gaps, g)
+		}
+	}
+	if len(gaps) == 0 || gaps[0].To < gaps[0].From || gaps[0].Seq != gaps[0].To+1 || !strings.Contains(gaps[0].Reason, "no space left") {
+		t.Fatalf("gap records %+v, want one declaring the skipped seqs, stored right after them", gaps)
+	}
+	for _, g := range gaps[1:] {
+		if g.ID != gaps[0].ID {
+			t.Fatalf("two different gap records: %+v", gaps)
+		}
+	}
+	for q := gaps[0].From; q <= gaps[0].To; q++ {
+		if seen[q] {
+			t.Fatalf("seq %d delivered but declared never stored by %+v", q, gaps[0])
+		}
+		seen[q] = true
+	}
+	for q := uint64(1); q <= newest; q++ {
+		if !seen[q] {
+			t.Fatalf("seq %d neither delivered nor declared skipped (newest %d, gap %d..%d)", q, newest, gaps[0].From, gaps[0].To)
+		}
+	}
+	t.Logf("gap %d..%d declared by record %d: %s", gaps[0].From, gaps[0].To, gaps[0].Seq, gaps[0].Reason)
 }

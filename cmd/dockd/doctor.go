@@ -278,6 +278,12 @@ func (d *doctor) checkBroker(ctx context.Context) {
 		return
 	}
 	pc.TLS = tcfg
+	receipts := m.Delivery == config.DeliveryReceipt
+	if receipts {
+		tp := d.topics()
+		pc.ReceiptsTopic, pc.ReceiptProbeTopic, pc.StationID = tp.Receipts(), tp.ReceiptProbe(), d.cfg.Station.ID
+		pc.ReceiptTimeout = d.timeout
+	}
 	res, err := uplink.Probe(ctx, pc)
 	if len(res.Status) > 0 {
 		var s Status
@@ -325,6 +331,10 @@ func (d *doctor) checkBroker(ctx context.Context) {
 		return
 	}
 	d.add("broker round trip", levelPass, fmt.Sprintf("publish → PUBACK → delivery in %s on %s", ms(res.RoundTrip), pc.Topic), "")
+	if receipts {
+		d.checkReceipts(res, err, pc)
+	}
+	d.checkStandbyBrokers(ctx, pc)
 }
 
 // ms formats a short duration in milliseconds with one decimal.

@@ -4,7 +4,7 @@
 //	dockd demo                                 a demo station on embedded defaults
 //	dockd check-config FILE                    validate a config (file:line: reason)
 //	dockd provision / dockd doctor             set a box up; diagnose it
-//	dockd decode [--rfid]                      decode scans from stdin, one JSON line each
+//	dockd decode [--rfid] [--escapes] [--digital-link strict|lenient]  decode scans from stdin, one JSON line each
 //	dockd allowlist import|export|stats|lookup manage the local allowlist
 //	dockd buffer stats|peek|export|import      inspect and carry the event backlog
 //	dockd version
@@ -65,7 +65,11 @@ Usage:
   dockd doctor [--json] [--wait-scan N]      check config, readers, GPIO, broker, clock, disk, buffer, allowlist
   dockd light test [--direct]        cycle every lamp and the buzzer (through the running station)
   dockd simulate [SCAN …]            inject scans into the running station (args or stdin), print each decision
-  dockd decode [--rfid]              decode scans from stdin (one per line), print one JSON object per line
+  dockd login-link                   print a one-time link that signs a browser in to the status page
+  dockd direction receiving|shipping switch the running station's door (recorded with who did it)
+  dockd reload                       the running station re-reads its config file (what needs no restart)
+  dockd decode [--rfid] [--escapes] [--digital-link strict|lenient]
+                                     decode scans from stdin (one per line), print one JSON object per line
   dockd allowlist import|export|stats|lookup ...
   dockd trace --lot L | --serial S | --sscc X   what crossed this door, when, which way, with what decision
   dockd buffer stats|peek|export|import ...
@@ -94,6 +98,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdTrace(ctx, rest, stdout, stderr)
 	case "light":
 		return cmdLight(ctx, rest, stdout, stderr)
+	case "direction":
+		return cmdDirection(ctx, rest, stdout, stderr)
+	case "reload":
+		return cmdReload(ctx, rest, stdout, stderr)
+	case "login-link":
+		return cmdLoginLink(ctx, rest, stdout, stderr)
 	case "simulate":
 		return cmdSimulate(ctx, rest, stdin, stdout, stderr)
 	case "decode":

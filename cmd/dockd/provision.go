@@ -56,6 +56,19 @@ type provPlan struct {
 	ActiveLow                                  bool
 	Broker, Username, PasswordFile             string
 	CAFile, CertFile, KeyFile                  string
+	// Delivery is mqtt.delivery: broker or receipt.
+	Delivery string
+}
+
+// brokerList splits a comma-separated broker answer into mqtt.brokers.
+func (p provPlan) brokerList() []string {
+	var out []string
+	for _, b := range strings.Split(p.Broker, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // mqttTLSKeys reports whether this build's config schema has the mqtt TLS
@@ -108,7 +121,17 @@ func (p provPlan) yaml() string {
 			}
 		}
 	}
-	fmt.Fprintf(&b, "\nmqtt:\n  broker: %s\n", q(p.Broker))
+	if bl := p.brokerList(); len(bl) > 1 {
+		fmt.Fprintf(&b, "\nmqtt:\n  brokers:   # tried in order; on a failed or lost connection the next one\n")
+		for _, u := range bl {
+			fmt.Fprintf(&b, "    - %s\n", q(u))
+		}
+	} else {
+		fmt.Fprintf(&b, "\nmqtt:\n  broker: %s\n", q(p.Broker))
+	}
+	if p.Delivery != "" {
+		fmt.Fprintf(&b, "  delivery: %s   # broker: an event leaves this box on the broker's PUBACK; receipt: only once central has written it down\n", p.Delivery)
+	}
 	if p.Username != "" {
 		fmt.Fprintf(&b, "  username: %s\n", q(p.Username))
 	}
@@ -146,6 +169,7 @@ func (p provPlan) summary(w io.Writer, path string, exists bool, owner string) {
 			fmt.Fprintf(w, ", TLS ca=%s cert=%s key=%s", p.CAFile, p.CertFile, p.KeyFile)
 		}
 		fmt.Fprintln(w)
+		fmt.Fprintf(w, "  delivery  %s\n", firstNonEmpty(p.Delivery, config.DeliveryBroker))
 	}
 	verb := "create"
 	if exists {
@@ -342,10 +366,22 @@ func (pl *provPlan) interview(p *prompter, byID string) error {
 			return err
 		}
 	}
-	if pl.Broker, err = p.ask("MQTT broker URL (tcp://host:1883 or ssl://host:8883; empty: none)", pl.Broker); err != nil {
+	if pl.Broker, err = p.ask("MQTT broker URL (tcp://host:1883 or ssl://host:8883; several: comma-separated, tried in order; empty: none)", pl.Broker); err != nil {
 		return err
 	}
 	if pl.Broker != "" {
+		for {
+			d, err := p.ask("Delivery: broker (an event leaves this box when the broker acknowledges it) or receipt (only when central has written it down; needs central's collector)",
+				firstNonEmpty(pl.Delivery, config.DeliveryBroker))
+			if err != nil {
+				return err
+			}
+			if d == config.DeliveryBroker || d == config.DeliveryReceipt {
+				pl.Delivery = d
+				break
+			}
+			fmt.Fprintf(p.out, "  %q: answer broker or receipt\n", d)
+		}
 		if pl.Username, err = p.ask("MQTT user name (empty: none)", pl.Username); err != nil {
 			return err
 		}
@@ -354,7 +390,7 @@ func (pl *provPlan) interview(p *prompter, byID string) error {
 				return err
 			}
 		}
-		if strings.HasPrefix(pl.Broker, "ssl://") || strings.HasPrefix(pl.Broker, "mqtts://") {
+		if strings.Contains(pl.Broker, "ssl://") || strings.Contains(pl.Broker, "mqtts://") {
 			if _, _, _, ok := mqttTLSKeys(config.MQTT{}); ok {
 				for _, f := range []struct {
 					q string
@@ -459,7 +495,8 @@ func cmdProvision(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	fs.StringVar(&pl.LightDriver, "light", "virtual", "light driver: gpio or virtual")
 	pins := fs.String("pins", "green=GPIO17,amber=GPIO27,red=GPIO22,buzzer=GPIO23", "light pins ROLE=PIN,… (periph names)")
 	fs.BoolVar(&pl.ActiveLow, "active-low", false, "relay board switches on a low level")
-	fs.StringVar(&pl.Broker, "broker", "", "MQTT broker URL (tcp://host:1883, ssl://host:8883); empty: no uplink")
+	fs.StringVar(&pl.Broker, "broker", "", "MQTT broker URL (tcp://host:1883, ssl://host:8883), several comma-separated (failover in order); empty: no uplink")
+	fs.StringVar(&pl.Delivery, "delivery", "", "with a broker: broker (default: events leave the box on the broker's PUBACK) or receipt (only on central's receipt)")
 	fs.StringVar(&pl.Username, "username", "", "MQTT user name")
 	fs.StringVar(&pl.PasswordFile, "password-file", "", "file holding the MQTT password")
 	fs.StringVar(&pl.CAFile, "ca-file", "", "CA certificate for the broker (TLS)")
@@ -505,6 +542,9 @@ func cmdProvision(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		}
 	}
 
+	if pl.Broker != "" && pl.Delivery == "" {
+		pl.Delivery = config.DeliveryBroker
+	}
 	data := []byte(pl.yaml())
 	cfg, err := config.Parse(*path, data)
 	if err == nil {

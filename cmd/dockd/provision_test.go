@@ -49,10 +49,19 @@ func TestProvisionFlags(t *testing.T) {
 				if c.Light.Driver != "gpio" || c.Light.Pins.Green != "GPIO5" || c.Light.Pins.Amber != "" || !c.Light.ActiveLow {
 					t.Errorf("light %+v", c.Light)
 				}
-				if c.MQTT.Broker != "ssl://broker.example:8883" || c.MQTT.Username != "door07" || c.MQTT.PasswordFile != "/etc/dockd/pw" {
+				if c.MQTT.Broker != "ssl://broker.example:8883" || c.MQTT.Username != "door07" || c.MQTT.PasswordFile != "/etc/dockd/pw" ||
+					c.MQTT.Delivery != config.DeliveryBroker {
 					t.Errorf("mqtt %+v", c.MQTT)
 				}
 			}},
+		{"receipt delivery", []string{"--site", "s", "--door", "d", "--reader", "r=/dev/x", "--broker", "tcp://a:1883,tcp://b:1883", "--delivery", "receipt", "--yes"}, 0,
+			func(t *testing.T, c config.Config) {
+				if c.MQTT.Delivery != config.DeliveryReceipt || len(c.MQTT.Brokers) != 2 || c.MQTT.Brokers[1] != "tcp://b:1883" {
+					t.Errorf("mqtt %+v", c.MQTT)
+				}
+			}},
+		{"bad delivery", []string{"--site", "s", "--door", "d", "--reader", "r=/dev/x", "--broker", "tcp://a:1883", "--delivery", "central", "--yes"}, 1, nil},
+		{"receipt without broker", []string{"--site", "s", "--door", "d", "--reader", "r=/dev/x", "--delivery", "receipt", "--yes"}, 1, nil},
 		{"minimal", []string{"--site", "s", "--door", "d", "--reader", "r=/dev/ttyUSB0", "--yes"}, 0,
 			func(t *testing.T, c config.Config) {
 				if c.Light.Driver != "virtual" || c.MQTT.Broker != "" || c.Station.Direction != dock.Receiving {
@@ -216,7 +225,9 @@ func TestProvisionInteractive(t *testing.T) {
 	term.expect("Pin for red [GPIO22]: ", "")
 	term.expect("Pin for buzzer (empty: none) [GPIO23]: ", "")
 	term.expect("active low)? (y/N): ", "n")
-	term.expect("MQTT broker URL", "tcp://10.0.0.5:1883")
+	term.expect("MQTT broker URL", "tcp://10.0.0.5:1883, tcp://10.0.0.6:1883")
+	term.expect("[broker]: ", "central")
+	term.expect("answer broker or receipt", "receipt")
 	term.expect("MQTT user name (empty: none): ", "door3")
 	term.expect("File holding the MQTT password [/etc/dockd/mqtt-password]: ", "")
 	term.expect("Write it? (Y/n): ", "y")
@@ -242,7 +253,8 @@ func TestProvisionInteractive(t *testing.T) {
 	if cfg.Light.Driver != "gpio" || cfg.Light.Pins.Green != "GPIO5" || cfg.Light.Pins.Red != "GPIO22" {
 		t.Errorf("light %+v", cfg.Light)
 	}
-	if cfg.MQTT.Broker != "tcp://10.0.0.5:1883" || cfg.MQTT.Username != "door3" || cfg.MQTT.PasswordFile != "/etc/dockd/mqtt-password" {
+	if cfg.MQTT.Broker != "tcp://10.0.0.5:1883" || cfg.MQTT.Username != "door3" || cfg.MQTT.PasswordFile != "/etc/dockd/mqtt-password" ||
+		len(cfg.MQTT.Brokers) != 2 || cfg.MQTT.Brokers[1] != "tcp://10.0.0.6:1883" || cfg.MQTT.Delivery != config.DeliveryReceipt {
 		t.Errorf("mqtt %+v", cfg.MQTT)
 	}
 }

@@ -168,14 +168,15 @@ func TestStatusPageEndToEnd(t *testing.T) {
 
 	// 3. dockd simulate: the scan is decided and recorded like a real one.
 	var out, errb bytes.Buffer
-	if err := cmdSimulate(context.Background(), []string{"--url", base, "(01)" + demoGTIN + "(10)LOT99(21)SIM1"}, nil, &out, &errb); err != nil {
+	sock := s.d.ctlLn.Addr().String()
+	if err := cmdSimulate(context.Background(), []string{"--socket", sock, "(01)" + demoGTIN + "(10)LOT99(21)SIM1"}, nil, &out, &errb); err != nil {
 		t.Fatalf("simulate: %v\n%s", err, errb.String())
 	}
 	if !strings.Contains(out.String(), "reject") || !strings.Contains(out.String(), "unknown_lot") {
 		t.Fatalf("simulate output %q", out.String())
 	}
 	evs := waitEvents(t, s.sub, 2, 10*time.Second)
-	if last := evs[len(evs)-1]; last.Reader != statuspage.DefaultSimulate || last.Lot != "LOT99" || last.Reason != dock.ReasonUnknownLot {
+	if last := evs[len(evs)-1]; last.Reader != statuspage.DefaultSimulate || !last.Simulated || last.Lot != "LOT99" || last.Reason != dock.ReasonUnknownLot {
 		t.Fatalf("simulated event at central: %+v", last)
 	}
 
@@ -183,7 +184,7 @@ func TestStatusPageEndToEnd(t *testing.T) {
 	waitUntil(t, 5*time.Second, "light idle", func() bool { return s.d.light.State().Showing == "idle" })
 	t0 := time.Now()
 	out.Reset()
-	if err := cmdLight(context.Background(), []string{"test", "--url", base}, &out, &errb); err != nil {
+	if err := cmdLight(context.Background(), []string{"test", "--socket", sock}, &out, &errb); err != nil {
 		t.Fatalf("light test: %v", err)
 	}
 	var prev time.Time
@@ -245,14 +246,42 @@ func TestStatusPageEndToEnd(t *testing.T) {
 		t.Fatalf("DOM:\n%s", html)
 	}
 
-	// 6. Switching direction from the API shows on the page.
-	resp, err := http.Post(base+"/api/direction", "application/json", strings.NewReader(`{"direction":"shipping"}`))
-	if err != nil {
+	// 6. The technician signs in with a one-time link, in the browser, and
+	// presses the page's own buttons: the page carries its CSRF token, the
+	// station records who pressed them.
+	br := startCDP(t, chrome)
+	br.navigate(base+srv.LoginLink("local:tech(uid=1000)"), "/")
+	var signedIn struct {
+		CSRF int    `json:"csrf"`
+		Who  string `json:"who"`
+	}
+	if err := br.eval(`({csrf: document.querySelector('meta[name="csrf-token"]').content.length, who: document.getElementById("who").textContent})`, &signedIn); err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 || s.d.station.Direction() != dock.Shipping {
-		t.Fatalf("direction switch: %d, station says %s", resp.StatusCode, s.d.station.Direction())
+	if signedIn.CSRF != 64 || !strings.Contains(signedIn.Who, "signed in as local:tech(uid=1000)") {
+		t.Fatalf("the page after the login link: %+v", signedIn)
+	}
+	if err := br.eval(`window.confirm = function () { return true; }; document.getElementById("btn-dir").click(); true`, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the page's button to switch the door", func() bool { return s.d.station.Direction() == dock.Shipping })
+	waitUntil(t, 10*time.Second, "the page to show the switch", func() bool {
+		var msg string
+		br.eval(`document.getElementById("msg").textContent`, &msg)
+		return strings.Contains(msg, "done")
+	})
+	rec := waitRecord(t, s, "the page's direction switch", func(e dock.CustodyEvent) bool { return e.Action == "direction" && e.Via == "page" })
+	if rec.Actor != "local:tech(uid=1000)" || rec.Direction != dock.Shipping {
+		t.Fatalf("the page's switch recorded as %+v", rec)
+	}
+	// Without its token (as a foreign page would send it) the same request
+	// from the same browser is refused.
+	var code int
+	if err := br.eval(`fetch("api/direction", {method: "POST", headers: {"Content-Type": "application/json"}, body: '{"direction":"receiving"}'}).then(r => r.status)`, &code); err != nil {
+		t.Fatal(err)
+	}
+	if code != http.StatusForbidden || s.d.station.Direction() != dock.Shipping {
+		t.Fatalf("a POST without the CSRF token: %d, direction %s", code, s.d.station.Direction())
 	}
 
 	// 7. A screenshot for the record.

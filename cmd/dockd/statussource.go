@@ -116,9 +116,13 @@ func (s *statusSource) Snapshot() statuspage.Snapshot {
 	if !st.OldestAt.IsZero() {
 		snap.Buffer.OldestAgeS = time.Since(st.OldestAt).Seconds()
 	}
+	if u := d.unconfirmed(); u.Receipt {
+		snap.Buffer.Unconfirmed, snap.Buffer.UnconfirmedOldestAgeS = &u.Depth, u.OldestAgeS
+		snap.Buffer.Alarm = snap.Buffer.Alarm || u.Stalled
+	}
 	if d.up != nil {
 		us := d.up.Stats()
-		snap.Broker = statuspage.Broker{Configured: true, URL: d.cfg.MQTT.Broker, Connected: d.up.Connected(), LastAck: us.LastAck}
+		snap.Broker = statuspage.Broker{Configured: true, URL: firstNonEmpty(us.Broker, d.cfg.MQTT.Broker), Connected: d.up.Connected(), LastAck: us.LastAck}
 	}
 	if in, err := d.list.Info(); err == nil {
 		snap.Allowlist = statuspage.Allowlist{Version: in.Version, Lots: in.Lots, Updated: in.Updated}
@@ -129,22 +133,44 @@ func (s *statusSource) Snapshot() statuspage.Snapshot {
 	return snap
 }
 
-func (s *statusSource) LightTest(ctx context.Context) error {
+// LightTest runs the lamp test for a and records it.
+func (s *statusSource) LightTest(ctx context.Context, a statuspage.Actor) error {
 	s.notify()
 	defer s.notify()
-	return s.d.light.Test(ctx)
-}
-
-func (s *statusSource) SetDirection(dir dock.Direction) error {
-	if err := s.d.station.SetDirection(dir); err != nil {
+	if err := s.d.light.Test(ctx); err != nil {
 		return err
 	}
+	rec := actorRecord(a)
+	rec.Action, rec.Detail = actLightTest, "lamp test through the "+a.Via
+	s.d.recordOperator(ctx, rec)
+	return nil
+}
+
+// SetDirection switches the door for a; the change is recorded.
+func (s *statusSource) SetDirection(dir dock.Direction, a statuspage.Actor) error {
+	if err := s.d.setDirection(context.Background(), dir, actorRecord(a)); err != nil {
+		return err
+	}
+	s.d.refreshStatus()
 	s.notify()
 	return nil
 }
 
-func (s *statusSource) Inject(ctx context.Context, reader string, data []byte, tag bool) (dock.CustodyEvent, error) {
-	f := dock.Frame{Reader: reader, Data: data, At: time.Now()}
+// ReloadConfig re-reads the config file for a (what can change without a
+// restart) and records it.
+func (s *statusSource) ReloadConfig(a statuspage.Actor) error {
+	if err := s.d.reloadAudited(context.Background(), actorRecord(a), s.d.configReload()); err != nil {
+		return err
+	}
+	s.d.refreshStatus()
+	s.notify()
+	return nil
+}
+
+// Inject runs a simulated scan for a: recorded under reader simulate,
+// marked simulated, with who asked (the station enforces all three).
+func (s *statusSource) Inject(ctx context.Context, data []byte, tag bool, a statuspage.Actor) (dock.CustodyEvent, error) {
+	f := dock.Frame{Reader: dock.SimulatedReader, Data: data, At: time.Now(), Injected: &dock.Injection{Actor: a.Who, Via: a.Via}}
 	if tag {
 		f.Tag = &dock.TagRead{}
 	}

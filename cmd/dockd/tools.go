@@ -20,15 +20,19 @@ import (
 )
 
 // cmdDecode reads scans from stdin, one per line, and prints one JSON object
-// per line in order. GS may be typed as the four characters \x1d.
+// per line in order. Input bytes are decoded as they are: "<GS>" is label
+// data (a valid lot, for one). Only with --escapes are the typed escapes
+// \x1d, <GS> and {GS} turned into the GS byte.
 func cmdDecode(args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("decode", flag.ContinueOnError)
 	rfid := fs.Bool("rfid", false, "input lines are EPC hex strings from an RFID reader")
 	noAIM := fs.String("no-aim", "gs1", "how to read scans without an AIM symbology id: gs1 | plain")
+	digitalLink := fs.String("digital-link", scan.DigitalLinkStrict, "how to judge GS1 Digital Link URIs: strict | lenient (as decode.digital_link)")
+	escapes := fs.Bool("escapes", false, `typed input: turn \x1d, <GS> and {GS} into the GS (FNC1) byte`)
 	if err := fs.Parse(args); err != nil {
 		return &exitError{2, err}
 	}
-	dec, err := scan.NewDecoder(scan.Config{NoAIM: *noAIM})
+	dec, err := scan.NewDecoder(scan.Config{NoAIM: *noAIM, DigitalLink: *digitalLink})
 	if err != nil {
 		return &exitError{2, err}
 	}
@@ -44,7 +48,11 @@ func cmdDecode(args []string, stdin io.Reader, stdout io.Writer) error {
 			if *rfid {
 				s, derr = dec.DecodeEPC(strings.TrimSpace(in))
 			} else {
-				s, derr = dec.Decode([]byte(gsEscapes.Replace(in)))
+				data := in
+				if *escapes {
+					data = gsEscapes.Replace(in)
+				}
+				s, derr = dec.Decode([]byte(data))
 			}
 			w.Write(scan.JSONLine(in, s, derr))
 			w.WriteByte('\n')

@@ -14,7 +14,7 @@ import (
 )
 
 // dockd decode prints exactly one JSON object per input line, in order,
-// with \x1d typed as GS.
+// with \x1d typed as GS under --escapes.
 func TestDecodeCommand(t *testing.T) {
 	in := strings.Join([]string{
 		`]C1010950600013435210LOT42\x1d21S1`,
@@ -24,7 +24,7 @@ func TestDecodeCommand(t *testing.T) {
 		`]Z9garbage`,
 	}, "\n") + "\n"
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"decode"}, strings.NewReader(in), &out, &out); err != nil {
+	if err := run(context.Background(), []string{"decode", "--escapes"}, strings.NewReader(in), &out, &out); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
@@ -53,6 +53,34 @@ func TestDecodeCommand(t *testing.T) {
 	}
 	if r[4].OK || r[4].Error == nil || r[4].Error.Kind != "bad_symbology" {
 		t.Errorf("unknown AIM id: %+v", r[4])
+	}
+	// Without --escapes, "<GS>" is label data: AI 10 "A<GS>B" is a valid
+	// lot, and a real GS byte still separates.
+	out.Reset()
+	raw := "]C1010950600013435210A<GS>B\n]C1010950600013435210LOT42\x1d21S1\n"
+	if err := run(context.Background(), []string{"decode"}, strings.NewReader(raw), &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if l := strings.Split(out.String(), "\n"); len(l) < 2 || !strings.Contains(l[0], `"lot":"A<GS>B"`) || !strings.Contains(l[1], `"lot":"LOT42"`) || !strings.Contains(l[1], `"serial":"S1"`) {
+		t.Errorf("decode without --escapes: %s", out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"decode", "--escapes"}, strings.NewReader("]C1010950600013435210A<GS>21B\n"), &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"lot":"A"`) || !strings.Contains(out.String(), `"serial":"B"`) {
+		t.Errorf("decode --escapes with <GS>: %s", out.String())
+	}
+	// --digital-link selects the mode.
+	out.Reset()
+	run(context.Background(), []string{"decode", "--digital-link", "lenient"}, strings.NewReader("https://example.com/01/4006381333931\nhttps://example.com/about\n"), &out, &out)
+	if l := strings.Split(out.String(), "\n"); len(l) < 2 || !strings.Contains(l[0], `"gtin":"04006381333931"`) || !strings.Contains(l[1], `"form":"plain"`) {
+		t.Errorf("decode --digital-link lenient: %s", out.String())
+	}
+	out.Reset()
+	run(context.Background(), []string{"decode"}, strings.NewReader("https://example.com/about\n"), &out, &out)
+	if !strings.Contains(out.String(), `"kind":"bad_uri"`) {
+		t.Errorf("decode (strict) of a URL without a key: %s", out.String())
 	}
 	out.Reset()
 	run(context.Background(), []string{"decode", "--rfid"}, strings.NewReader("3074257BF7194E4000001A85\n"), &out, &out)

@@ -34,24 +34,6 @@ func benchBinary(b *testing.B) string {
 	return dockdPlainBinary(b)
 }
 
-// readWriteBytes returns write_bytes from /proc/PID/io: the bytes the
-// process caused to be written to storage (page-cache pages it dirtied),
-// also readable for a child that has exited but was not yet reaped.
-func readWriteBytes(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "write_bytes: "); ok {
-			var n int64
-			_, err := fmt.Sscan(v, &n)
-			return n, err
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/io: no write_bytes", pid)
-}
-
 // wearChild is `dockd run` (no race detector) as a child process, with its
 // JSON log parsed for decisions and a burst summary's counts.
 type wearChild struct {
@@ -110,7 +92,7 @@ func (c *wearChild) stop(b *testing.B) int64 {
 	if err := unix.Waitid(unix.P_PID, c.cmd.Process.Pid, &info, unix.WEXITED|unix.WNOWAIT, nil); err != nil {
 		b.Fatal(err)
 	}
-	wb, err := readWriteBytes(c.cmd.Process.Pid)
+	wb, err := writeBytes(c.cmd.Process.Pid)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -157,7 +139,7 @@ func wearRun(b *testing.B, bin string, rate float64, n, burst int, withBroker bo
 	}
 	waitUntil(b, 10*time.Second, "warm-up decided", func() bool { return c.decided.Load() >= 3 })
 	time.Sleep(time.Second)
-	w0, err := readWriteBytes(c.cmd.Process.Pid)
+	w0, err := writeBytes(c.cmd.Process.Pid)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -204,11 +186,11 @@ func boltFloor(b *testing.B, n int) float64 {
 	for i := 0; i < 10; i++ {
 		put(i)
 	}
-	w0, _ := readWriteBytes(os.Getpid())
+	w0, _ := writeBytes(os.Getpid())
 	for i := 10; i < 10+n; i++ {
 		put(i)
 	}
-	w1, _ := readWriteBytes(os.Getpid())
+	w1, _ := writeBytes(os.Getpid())
 	return float64(w1-w0) / float64(n)
 }
 
@@ -282,7 +264,7 @@ func BenchmarkRFIDBurst(b *testing.B) {
 		c := startWearChild(b, bin, cfgPath, 3)
 		time.Sleep(500 * time.Millisecond)
 		cpu0 := c.cpu(b)
-		w0, _ := readWriteBytes(c.cmd.Process.Pid)
+		w0, _ := writeBytes(c.cmd.Process.Pid)
 
 		// 921600 baud, 8N1: 92,160 bytes/s; a line is 24 hex digits + LF.
 		const lineLen = 25
@@ -365,9 +347,9 @@ func BenchmarkIdleWrites(b *testing.B) {
 		}
 		waitUntil(b, 10*time.Second, "scans decided", func() bool { return c.decided.Load() >= 3 })
 		time.Sleep(allowlist.DefaultFlushEvery + 2*buffer.DefaultAckDelay)
-		w0, _ := readWriteBytes(c.cmd.Process.Pid)
+		w0, _ := writeBytes(c.cmd.Process.Pid)
 		time.Sleep(time.Duration(secs) * time.Second)
-		w1, _ := readWriteBytes(c.cmd.Process.Pid)
+		w1, _ := writeBytes(c.cmd.Process.Pid)
 		c.stop(b)
 		b.ReportMetric(float64(w1-w0)/float64(secs), "idle-B/s")
 		b.ReportMetric(0, "ns/op")

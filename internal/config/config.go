@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -65,6 +66,25 @@ type Status struct {
 	TLSCert      string `yaml:"tls_cert"`
 	TLSKey       string `yaml:"tls_key"`
 	ClientCA     string `yaml:"client_ca"` // require client certificates signed by this CA
+	// AllowedHosts are the host names browsers may use for the page (IP
+	// literals, localhost and the addr's host always work); any other Host
+	// header is refused (DNS rebinding).
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// Socket is the control socket for the technician's tools on the box
+	// (dockd simulate, light test, login-link); default STATE_DIR/control.sock,
+	// "off" turns it off.
+	Socket string `yaml:"socket"`
+}
+
+// ControlSocket is the control socket's path, "" when it is off.
+func (s Status) ControlSocket(stateDir string) string {
+	switch s.Socket {
+	case "off":
+		return ""
+	case "":
+		return filepath.Join(stateDir, "control.sock")
+	}
+	return s.Socket
 }
 
 // Station names the door this box serves.
@@ -142,11 +162,26 @@ type Pins struct {
 // MQTT is the uplink to central.
 type MQTT struct {
 	// Broker is tcp://host:port, ssl://host:port, or empty for no uplink
-	// (events are still kept in the buffer).
-	Broker       string `yaml:"broker"`
-	ClientID     string `yaml:"client_id"`
-	Username     string `yaml:"username"`
-	PasswordFile string `yaml:"password_file"`
+	// (events are still kept in the buffer). After Parse it is the first
+	// entry of Brokers (a config may give either key, not both).
+	Broker string `yaml:"broker"`
+	// Brokers lists broker URLs tried in order: when a connection to one
+	// fails or is lost, the next one is tried (then the first again).
+	// After Parse it holds at least Broker when any broker is configured.
+	Brokers []string `yaml:"brokers"`
+	// Delivery says when an event leaves the buffer: "broker" (default)
+	// when the broker acknowledged it (PUBACK), "receipt" only when
+	// central's receipt covers it (uplink/contract/CONTRACT.md, Receipts).
+	Delivery string `yaml:"delivery"`
+	// ReceiptTimeout (receipt delivery): events acknowledged by the broker
+	// but not covered by a receipt for this long are published again.
+	ReceiptTimeout time.Duration `yaml:"receipt_timeout"`
+	// ReceiptAlarm (receipt delivery): an event waiting this long for its
+	// receipt raises the buffer alarm (amber background, status, log).
+	ReceiptAlarm time.Duration `yaml:"receipt_alarm"`
+	ClientID     string        `yaml:"client_id"`
+	Username     string        `yaml:"username"`
+	PasswordFile string        `yaml:"password_file"`
 	// TLS: the CA that signed the broker's certificate (empty: system
 	// roots), this station's client certificate and key for mTLS (the key
 	// must not be readable by group or others), and the name to verify the
@@ -161,6 +196,22 @@ type MQTT struct {
 	AckTimeout  time.Duration `yaml:"ack_timeout"`
 	// Heartbeat is how often the retained status is republished.
 	Heartbeat time.Duration `yaml:"heartbeat"`
+}
+
+// Delivery modes (MQTT.Delivery).
+const (
+	DeliveryBroker  = "broker"
+	DeliveryReceipt = "receipt"
+)
+
+// brokerURL reports whether b has a scheme the uplink speaks.
+func brokerURL(b string) bool {
+	for _, p := range []string{"tcp://", "ssl://", "mqtt://", "mqtts://"} {
+		if strings.HasPrefix(b, p) && len(b) > len(p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Buffer is the durable store-and-forward queue.
@@ -178,6 +229,10 @@ type Decode struct {
 	// PlainPatterns are regular expressions with named groups gtin, lot,
 	// serial for legacy labels that are not GS1.
 	PlainPatterns []string `yaml:"plain_patterns"`
+	// DigitalLink says how GS1 Digital Link URIs are judged: "strict"
+	// (default: as the GS1 reference decoder does) or "lenient" (four
+	// documented relaxations; see scan.Config.DigitalLink and the README).
+	DigitalLink string `yaml:"digital_link"`
 }
 
 // Policy says which reasons only warn instead of reject.
@@ -280,9 +335,13 @@ func Defaults() Config {
 			KeepAlive:   15 * time.Second,
 			AckTimeout:  10 * time.Second,
 			Heartbeat:   30 * time.Second,
+			Delivery:    DeliveryBroker,
+			// Receipts: resend after 30 s without one, alarm after 5 min.
+			ReceiptTimeout: 30 * time.Second,
+			ReceiptAlarm:   5 * time.Minute,
 		},
 		Buffer:    Buffer{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, AlarmFraction: 0.8},
-		Decode:    Decode{NoAIM: "gs1"},
+		Decode:    Decode{NoAIM: "gs1", DigitalLink: "strict"},
 		Status:    Status{Addr: "127.0.0.1:8080"},
 		Allowlist: Allowlist{TraceRetention: 90 * 24 * time.Hour},
 		Log:       Log{Level: "info", Format: "auto"},
@@ -400,7 +459,19 @@ func Parse(file string, data []byte) (Config, error) {
 	if cfg.MQTT.ClientID == "" {
 		cfg.MQTT.ClientID = "dockd-" + cfg.Station.ID
 	}
-	if errs := cfg.validate(file, &root); len(errs) > 0 {
+	brokerBoth := cfg.MQTT.Broker != "" && len(cfg.MQTT.Brokers) > 0
+	if cfg.MQTT.Broker != "" && len(cfg.MQTT.Brokers) == 0 {
+		cfg.MQTT.Brokers = []string{cfg.MQTT.Broker}
+	}
+	if len(cfg.MQTT.Brokers) > 0 && !brokerBoth {
+		cfg.MQTT.Broker = cfg.MQTT.Brokers[0]
+	}
+	errs := cfg.validate(file, &root)
+	if brokerBoth {
+		errs = append(Errors{{File: file, Line: lineOf(&root, "mqtt", "brokers"), Key: "mqtt.brokers",
+			Msg: "give either broker (one URL) or brokers (a list), not both"}}, errs...)
+	}
+	if len(errs) > 0 {
 		return cfg, errs
 	}
 	return cfg, nil
@@ -473,6 +544,8 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 			bad(fmt.Sprintf("%q: use letters, digits, '.', '_' or '-'", r.ID), "readers", i, "id")
 		case seen[r.ID]:
 			bad(fmt.Sprintf("%q used twice: reader ids must be unique", r.ID), "readers", i, "id")
+		case r.ID == dock.SimulatedReader:
+			bad(fmt.Sprintf("%q is reserved for simulated scans (dockd simulate): choose another reader id", r.ID), "readers", i, "id")
 		}
 		seen[r.ID] = true
 		switch r.Type {
@@ -540,10 +613,28 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 	if c.Light.DecisionHold < 200*time.Millisecond || c.Light.DecisionHold > time.Minute {
 		bad(fmt.Sprintf("%s: want 200ms … 1m", c.Light.DecisionHold), "light", "decision_hold")
 	}
-	if b := c.MQTT.Broker; b != "" {
-		if !(strings.HasPrefix(b, "tcp://") || strings.HasPrefix(b, "ssl://") || strings.HasPrefix(b, "mqtt://") || strings.HasPrefix(b, "mqtts://")) {
-			bad(fmt.Sprintf("%q: want tcp://host:port or ssl://host:port", b), "mqtt", "broker")
+	if b := c.MQTT.Broker; b != "" && !brokerURL(b) {
+		bad(fmt.Sprintf("%q: want tcp://host:port or ssl://host:port", b), "mqtt", "broker")
+	}
+	for i, b := range c.MQTT.Brokers {
+		if !brokerURL(b) {
+			bad(fmt.Sprintf("%q: want tcp://host:port or ssl://host:port", b), "mqtt", "brokers", i)
 		}
+	}
+	switch c.MQTT.Delivery {
+	case DeliveryBroker:
+	case DeliveryReceipt:
+		if len(c.MQTT.Brokers) == 0 {
+			bad("receipt delivery needs mqtt.broker or mqtt.brokers (receipts come from central)", "mqtt", "delivery")
+		}
+	default:
+		bad(fmt.Sprintf("%q: want broker or receipt", c.MQTT.Delivery), "mqtt", "delivery")
+	}
+	if c.MQTT.ReceiptTimeout < time.Second || c.MQTT.ReceiptTimeout > 24*time.Hour {
+		bad(fmt.Sprintf("%s: want 1s … 24h", c.MQTT.ReceiptTimeout), "mqtt", "receipt_timeout")
+	}
+	if c.MQTT.ReceiptAlarm < c.MQTT.ReceiptTimeout {
+		bad(fmt.Sprintf("%s: want at least receipt_timeout (%s)", c.MQTT.ReceiptAlarm, c.MQTT.ReceiptTimeout), "mqtt", "receipt_alarm")
 	}
 	if c.MQTT.Heartbeat < time.Second {
 		bad(fmt.Sprintf("%s: want at least 1s", c.MQTT.Heartbeat), "mqtt", "heartbeat")
@@ -567,6 +658,11 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 	case "gs1", "plain":
 	default:
 		bad(fmt.Sprintf("%q: want gs1 or plain", c.Decode.NoAIM), "decode", "no_aim")
+	}
+	switch c.Decode.DigitalLink {
+	case "strict", "lenient":
+	default:
+		bad(fmt.Sprintf("%q: want strict or lenient", c.Decode.DigitalLink), "decode", "digital_link")
 	}
 	for i, p := range c.Decode.PlainPatterns {
 		if _, err := regexp.Compile(p); err != nil {
@@ -612,6 +708,14 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 				bad(fmt.Sprintf("%q listens beyond this box: set status.password_file or status.client_ca", a), "status", "addr")
 			}
 		}
+	}
+	for i, h := range c.Status.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/ @*") {
+			bad(fmt.Sprintf("%q: want a host name or address (no scheme, path or wildcard)", h), "status", "allowed_hosts", i)
+		}
+	}
+	if p := c.Status.Socket; p != "" && p != "off" && (!filepath.IsAbs(p) || len(p) > 100) {
+		bad(fmt.Sprintf("%q: want an absolute path of at most 100 bytes, or off", p), "status", "socket")
 	}
 	if (c.Status.TLSCert == "") != (c.Status.TLSKey == "") {
 		bad("tls_cert and tls_key go together", "status", "tls_cert")

@@ -59,6 +59,7 @@ func TestParseErrorsCarryLineAndReason(t *testing.T) {
 		{"bad yaml", base + "readers: [\n", 9, ""},
 		{"policy reason", base + "policy:\n  warn: [buffer_full]\n", 10, `"buffer_full" cannot be turned into a warning`},
 		{"bad regexp", base + "decode:\n  plain_patterns: ['(?P<lot>[']\n", 10, "bad regular expression"},
+		{"bad digital_link", base + "decode:\n  digital_link: loose\n", 10, `"loose": want strict or lenient`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -124,5 +125,45 @@ func TestReaderProfileAndRFID(t *testing.T) {
 	_, err = Parse("x.yaml", []byte(base+"  - id: uhf\n    type: rfid\n    port: /dev/ttyUSB1\n"))
 	if err == nil || !strings.Contains(err.Error(), "needs protocol ascii or mercury") {
 		t.Fatalf("rfid without protocol: %v", err)
+	}
+}
+
+func TestDeliveryAndBrokers(t *testing.T) {
+	cfg, err := Parse("x.yaml", []byte(base+"mqtt:\n  broker: tcp://a:1883\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MQTT.Delivery != DeliveryBroker || cfg.MQTT.ReceiptTimeout != 30*time.Second || len(cfg.MQTT.Brokers) != 1 || cfg.MQTT.Brokers[0] != "tcp://a:1883" {
+		t.Fatalf("defaults: %+v", cfg.MQTT)
+	}
+	cfg, err = Parse("x.yaml", []byte(base+"mqtt:\n  brokers: [tcp://a:1883, ssl://b:8883]\n  delivery: receipt\n  receipt_timeout: 5s\n  receipt_alarm: 1m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MQTT.Broker != "tcp://a:1883" || len(cfg.MQTT.Brokers) != 2 || cfg.MQTT.Delivery != DeliveryReceipt || cfg.MQTT.ReceiptTimeout != 5*time.Second {
+		t.Fatalf("brokers list: %+v", cfg.MQTT)
+	}
+	for _, c := range []struct {
+		name, yaml string
+		line       int
+		want       string
+	}{
+		{"bad delivery", base + "mqtt:\n  broker: tcp://a:1\n  delivery: central\n", 11, `mqtt.delivery: "central": want broker or receipt`},
+		{"receipt without broker", base + "mqtt:\n  delivery: receipt\n", 10, "receipt delivery needs mqtt.broker"},
+		{"short timeout", base + "mqtt:\n  broker: tcp://a:1\n  receipt_timeout: 10ms\n", 11, "mqtt.receipt_timeout: 10ms: want 1s"},
+		{"alarm below timeout", base + "mqtt:\n  broker: tcp://a:1\n  receipt_timeout: 1m\n  receipt_alarm: 30s\n", 12, "want at least receipt_timeout"},
+		{"bad list entry", base + "mqtt:\n  brokers:\n    - tcp://a:1\n    - http://b\n", 12, `mqtt.brokers[1]: "http://b"`},
+		{"both keys", base + "mqtt:\n  broker: tcp://a:1\n  brokers: [tcp://b:1]\n", 11, "not both"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("site.yaml", []byte(c.yaml))
+			var es Errors
+			if !errors.As(err, &es) || len(es) == 0 {
+				t.Fatalf("want config.Errors, got %v", err)
+			}
+			if e := es[0]; e.Line != c.line || !strings.Contains(e.Error(), c.want) || !strings.HasPrefix(e.Error(), "site.yaml:") {
+				t.Fatalf("got %q (line %d), want line %d containing %q", e.Error(), e.Line, c.line, c.want)
+			}
+		})
 	}
 }

@@ -37,6 +37,21 @@ type Frame struct {
 	Err error
 	// Tag carries RFID read metadata when the reader knows it; nil for barcodes.
 	Tag *TagRead
+	// Injected is set for a scan a person injected (dockd simulate, the
+	// status page), not read by a reader: its event is recorded under
+	// reader SimulatedReader, marked simulated, with who asked.
+	Injected *Injection
+}
+
+// SimulatedReader is the reader id of every injected scan. No configured
+// reader may use it, so a real read never looks simulated and a simulated
+// one never looks real.
+const SimulatedReader = "simulate"
+
+// Injection says who injected a simulated scan and how.
+type Injection struct {
+	Actor string // e.g. local:alice(uid=1000), user:technician
+	Via   string // cli, page, api
 }
 
 // TagRead is what an RFID reader says about one tag observation.

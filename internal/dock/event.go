@@ -19,11 +19,29 @@ const OperatorEventSchema = "dockd.operator-event/1"
 // drop duplicates from at-least-once delivery.
 type CustodyEvent struct {
 	Schema string `json:"schema"`
-	// Kind is empty for a scan; "operator" for an operator action at the
-	// door (acknowledge button, direction key switch), with Action saying
-	// which. Operator records carry no decision.
-	Kind      string    `json:"kind,omitempty"`
-	Action    string    `json:"action,omitempty"`
+	// Kind is empty for a scan; "operator" for an operator record: a state
+	// change of the station (acknowledge button, direction, lamp test,
+	// config reload, shipment opened or closed, allowlist activated), with
+	// Action saying which. Operator records carry no decision.
+	Kind   string `json:"kind,omitempty"`
+	Action string `json:"action,omitempty"`
+	// Actor names who made an operator record's change or injected a
+	// simulated scan ("operator" at the door, user:NAME, cert:CN,
+	// local:NAME(uid=N), central); Via says how (button, key_switch,
+	// page, api, cli, mqtt, startup). CommandID is central's command id
+	// when Via is mqtt.
+	Actor     string `json:"actor,omitempty"`
+	Via       string `json:"via,omitempty"`
+	CommandID string `json:"command_id,omitempty"`
+	// PreviousDirection is the door's direction before an operator
+	// record of action direction (Direction holds the new one).
+	PreviousDirection Direction `json:"previous_direction,omitempty"`
+	// Shipment is the shipment id of a shipment_open/shipment_close record.
+	Shipment string `json:"shipment,omitempty"`
+	// Simulated marks a scan injected by a person (dockd simulate, the
+	// status page) instead of read by a reader; Reader is then always
+	// SimulatedReader.
+	Simulated bool      `json:"simulated,omitempty"`
 	ID        string    `json:"id"`  // random 128-bit id, UUID form
 	Seq       uint64    `json:"seq"` // per-station, strictly increasing, assigned by the buffer
 	Site      string    `json:"site"`

@@ -478,7 +478,7 @@ var aiTable = [...]aiEntry{
 	{ai: "7038", dlAttr: true, comps: []component{{cset: csetN, min: 3, max: 3, linters: []linter{lintISO3166999}}, {cset: csetX, min: 1, max: 27}}, req: [][][]string{{{"01"}, {"02"}}}, title: "PROCESSOR # 8"},
 	{ai: "7039", dlAttr: true, comps: []component{{cset: csetN, min: 3, max: 3, linters: []linter{lintISO3166999}}, {cset: csetX, min: 1, max: 27}}, req: [][][]string{{{"01"}, {"02"}}}, title: "PROCESSOR # 9"},
 	{ai: "7040", comps: []component{{cset: csetN, min: 1, max: 1}, {cset: csetX, min: 1, max: 1}, {cset: csetX, min: 1, max: 1}, {cset: csetX, min: 1, max: 1, linters: []linter{lintImporterIdx}}}, title: "UIC+EXT"},
-	{ai: "7041", comps: []component{{cset: csetX, min: 1, max: 4}}, req: [][][]string{{{"00"}}}, title: "UFRGT UNIT TYPE"},
+	{ai: "7041", comps: []component{{cset: csetX, min: 1, max: 4, linters: []linter{lintPackageType}}}, req: [][][]string{{{"00"}}}, title: "UFRGT UNIT TYPE"},
 	{ai: "710", dlAttr: true, comps: []component{{cset: csetX, min: 1, max: 20}}, req: [][][]string{{{"01"}}}, title: "NHRN PZN"},
 	{ai: "711", dlAttr: true, comps: []component{{cset: csetX, min: 1, max: 20}}, req: [][][]string{{{"01"}}}, title: "NHRN CIP"},
 	{ai: "712", dlAttr: true, comps: []component{{cset: csetX, min: 1, max: 20}}, req: [][][]string{{{"01"}}}, title: "NHRN CN"},
@@ -534,9 +534,9 @@ var aiTable = [...]aiEntry{
 	{ai: "8041", comps: []component{{cset: csetN, min: 15, max: 15}}, req: [][][]string{{{"01", "21", "8040"}}}, title: "IMEI2"},
 	{ai: "8042", comps: []component{{cset: csetN, min: 32, max: 32}}, req: [][][]string{{{"01", "21", "8040"}}}, title: "ESIM"},
 	{ai: "8043", comps: []component{{cset: csetN, min: 18, max: 18}, {cset: csetN, min: 1, max: 2, optional: true}}, req: [][][]string{{{"01", "21", "8040"}}}, title: "PSIM"},
-	{ai: "8110", dlAttr: true, comps: []component{{cset: csetX, min: 1, max: 70}}, title: ""},
+	{ai: "8110", dlAttr: true, comps: []component{{cset: csetX, min: 1, max: 70, linters: []linter{lintCouponCode}}}, title: ""},
 	{ai: "8111", dlAttr: true, comps: []component{{cset: csetN, min: 4, max: 4}}, req: [][][]string{{{"255"}}}, title: "POINTS"},
-	{ai: "8112", dlAttr: true, comps: []component{{cset: csetX, min: 1, max: 70}}, title: ""},
+	{ai: "8112", dlAttr: true, comps: []component{{cset: csetX, min: 1, max: 70, linters: []linter{lintCouponPosOffer}}}, title: ""},
 	{ai: "8200", comps: []component{{cset: csetX, min: 1, max: 70}}, req: [][][]string{{{"01"}}}, title: "PRODUCT URL"},
 	{ai: "90", dlAttr: true, comps: []component{{cset: csetX, min: 1, max: 30}}, title: "INTERNAL"},
 	{ai: "91", dlAttr: true, comps: []component{{cset: csetX, min: 1, max: 90}}, title: "INTERNAL"},
@@ -549,8 +549,3 @@ var aiTable = [...]aiEntry{
 	{ai: "98", dlAttr: true, comps: []component{{cset: csetX, min: 1, max: 90}}, title: "INTERNAL"},
 	{ai: "99", dlAttr: true, comps: []component{{cset: csetX, min: 1, max: 90}}, title: "INTERNAL"},
 }
-
-// Generator warnings (linters left out of the table):
-//   - linter "couponcode" (first used by AI 8110, line 339) is not implemented; its components get length and character-set checks only
-//   - linter "couponposoffer" (first used by AI 8112, line 341) is not implemented; its components get length and character-set checks only
-//   - linter "packagetype" (first used by AI 7041, line 283) is not implemented; its components get length and character-set checks only

@@ -2,74 +2,26 @@ package scan
 
 import "strings"
 
-// Code lists used by the iso3166, iso3166alpha2 and iso4217 linters, written
-// as data. They follow the ISO 3166-1 and ISO 4217 lists as used by the GS1
-// syntax tests; update them when ISO publishes changes.
-
-// iso3166NumList is ISO 3166-1 numeric (num-3) country codes.
-const iso3166NumList = `
-004 008 010 012 016 020 024 028 031 032 036 040 044 048 050 051 052 056 060
-064 068 070 072 074 076 084 086 090 092 096 100 104 108 112 116 120 124
-132 136 140 144 148 152 156 158 162 166 170 174 175 178 180 184 188 191
-192 196 203 204 208 212 214 218 222 226 231 232 233 234 238 239 242 246 248 250 254
-258 260 262 266 268 270 275 276 288 292 296 300 304 308 312 316
-320 324 328 332 334 336 340 344 348 352 356 360 364 368 372 376 380
-384 388 392 398 400 404 408 410 414 417 418 422 426 428 430 434 438 440 442 446
-450 454 458 462 466 470 474 478 480 484 492 496 498 499 500 504 508
-512 516 520 524 528 531 533 534 535 540 548 554 558 562 566 570 574
-578 580 581 583 584 585 586 591 598 600 604 608 612 616 620 624 626 630 634 638
-642 643 646 652 654 659 660 662 663 666 670 674 678 682 686 688 690 694 702 703
-704 705 706 710 716 724 728 729 732 740 744 748 752 756 760 762 764
-768 772 776 780 784 788 792 795 796 798 800 804 807 818 826 831
-832 833 834 840 850 854 858 860 862 876 882 887 894`
-
-// iso4217NumList is ISO 4217 numeric currency codes (incl. funds and
-// precious-metal codes in the 9xx range).
-const iso4217NumList = `
-008 012 032 036 044 048 050 051 052 060
-064 068 072 084 090 096 104 108 116 124
-132 136 144 152 156 170 174 188 191 192
-203 208 214 222 230 232 238 242
-262 270 292
-320 324 328 332 340 344 348 352 356 360 364 368 376
-388 392 398 400 404 408 410 414 417 418 422 426 430 434 446
-454 458 462 480 484 496 498 504
-512 516 524 532 533 548 554 558 566
-578 586 590 598 600 604 608 634
-643 646 654 682 690 694 702
-704 706 710 728 748 752 756 760 764
-776 780 784 788 800 807 818 826
-834 840 858 860 882 886
-901 924 925 927 928 929 930 931 932 933 934 936 938 940 941 943 944
-946 947 948 949 950 951 952 953 955 956 957 958 959
-960 961 962 963 964 965 967 968 969 970 971 972 973 975 976 977 978 979 980 981
-984 985 986 990 994 997 999`
-
-// iso3166Alpha2List is ISO 3166-1 alpha-2 country codes.
-const iso3166Alpha2List = `
-AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL
-BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV
-CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD
-GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM
-IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK
-LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW
-MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR
-PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS
-ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY
-UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW`
+// The code lists used by the iso3166, iso3166999, iso3166alpha2, iso4217 and
+// packagetype linters come from gs1data/codelists.txt through the generated
+// constants in codes_gen.go (go generate ./internal/scan).
 
 var iso3166NumSet, iso4217NumSet [1000]bool
 var iso3166Alpha2Set [26 * 26]bool
+var packageTypeSet = map[string]bool{}
 
 func init() {
-	for _, c := range strings.Fields(iso3166NumList) {
+	for _, c := range strings.Fields(codesISO3166) {
 		iso3166NumSet[num3(c)] = true
 	}
-	for _, c := range strings.Fields(iso4217NumList) {
+	for _, c := range strings.Fields(codesISO4217) {
 		iso4217NumSet[num3(c)] = true
 	}
-	for _, c := range strings.Fields(iso3166Alpha2List) {
+	for _, c := range strings.Fields(codesISO3166Alpha2) {
 		iso3166Alpha2Set[int(c[0]-'A')*26+int(c[1]-'A')] = true
+	}
+	for _, c := range strings.Fields(codesPackageType) {
+		packageTypeSet[c] = true
 	}
 }
 
@@ -84,3 +36,5 @@ func iso3166Alpha2(s string) bool {
 	return len(s) == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z' &&
 		iso3166Alpha2Set[int(s[0]-'A')*26+int(s[1]-'A')]
 }
+
+func packageType(s string) bool { return packageTypeSet[s] }

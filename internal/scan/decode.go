@@ -25,6 +25,24 @@ type Config struct {
 	// KindCheckDigit, KindBadDate, KindBadValue, KindBadCharset and
 	// KindBadPairing may be listed.
 	Warn []Kind
+	// DigitalLink says how Digital Link URIs are judged: "strict" (default
+	// when empty) or "lenient".
+	//
+	// strict matches the GS1 Barcode Syntax Engine's defaults: only
+	// http://, https://, HTTP:// and HTTPS:// start a Digital Link (any
+	// other spelling of the scheme is plain data), and a URI that starts
+	// one must be a valid Digital Link or the scan is a KindBadURI (or
+	// content) error, never a plain scan.
+	//
+	// lenient relaxes exactly these rules, all else staying strict:
+	//   1. the scheme is matched case-insensitively (RFC 3986), so
+	//      "Https://" is a Digital Link candidate too;
+	//   2. a URI with no path segment or query key made only of digits is
+	//      an ordinary web link and a plain scan, not a bad_uri error;
+	//   3. a zero-suppressed GTIN-8, -12 or -13 in /01/ (or ?01=) is
+	//      padded to 14 digits instead of refused as too short;
+	//   4. one trailing '/' after the last path value is ignored.
+	DigitalLink string
 	// Now is the clock used to resolve two-digit years (GS1 General
 	// Specifications 7.12); nil means time.Now.
 	Now func() time.Time
@@ -32,10 +50,11 @@ type Config struct {
 
 // Decoder decodes scans. It is immutable and safe for concurrent use.
 type Decoder struct {
-	plainGS1 bool
-	patterns []plainPattern
-	warn     map[Kind]bool
-	now      func() time.Time
+	plainGS1  bool
+	dlLenient bool
+	patterns  []plainPattern
+	warn      map[Kind]bool
+	now       func() time.Time
 }
 
 type plainPattern struct {
@@ -57,6 +76,13 @@ func NewDecoder(cfg Config) (*Decoder, error) {
 	case "plain":
 	default:
 		return nil, fmt.Errorf("%w: NoAIM %q is not \"gs1\" or \"plain\"", ErrConfig, cfg.NoAIM)
+	}
+	switch cfg.DigitalLink {
+	case "", DigitalLinkStrict:
+	case DigitalLinkLenient:
+		d.dlLenient = true
+	default:
+		return nil, fmt.Errorf("%w: DigitalLink %q is not %q or %q", ErrConfig, cfg.DigitalLink, DigitalLinkStrict, DigitalLinkLenient)
 	}
 	for i, p := range cfg.PlainPatterns {
 		re, err := regexp.Compile(p)
@@ -178,6 +204,11 @@ func (d *Decoder) decode(s *Scan) *Error {
 		s.AIM, s.Symbology, s.Data = in[:3], info.name, in[3:]
 		switch {
 		case info.gs1:
+			if strings.HasPrefix(s.Data, "\x1d") && strings.IndexByte(s.Data, '^') < 0 {
+				// The identifier already stands for FNC1 in first position;
+				// a GS here is an empty element.
+				return elementError(KindMissingSeparator, "", 3, "GS directly after the symbology identifier "+s.AIM+": FNC1 in first position is implied by it and is not transmitted")
+			}
 			return d.finishGS1(s, FormElementString, 3)
 		case info.ean != 0:
 			return d.decodeEAN(s, info, 3)
@@ -194,7 +225,7 @@ func (d *Decoder) decode(s *Scan) *Error {
 	if !d.plainGS1 {
 		return d.decodeOther(s, 0)
 	}
-	if isURI(in) || isHR(in) {
+	if d.schemeLen(in) > 0 || isHR(in) {
 		return d.decodeOther(s, 0)
 	}
 	var esErr *Error
@@ -247,7 +278,7 @@ func (d *Decoder) finishGS1(s *Scan, form Form, base int) *Error {
 // Digital Link, human-readable AI text, or plain.
 func (d *Decoder) decodeOther(s *Scan, base int) *Error {
 	data := s.Data
-	if isURI(data) {
+	if d.schemeLen(data) > 0 {
 		var p parsed
 		isDL, err := d.parseDigitalLink(data, base, &p)
 		if err != nil {

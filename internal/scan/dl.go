@@ -1,32 +1,124 @@
 package scan
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
-// parseDigitalLink reads a GS1 Digital Link URI (GS1 Digital Link Standard:
-// URI Syntax 1.x). isDL is false, with no error, when the URI has no
-// primary-key path structure: it is then an ordinary URI and a plain scan.
-func (d *Decoder) parseDigitalLink(uri string, base int, p *parsed) (isDL bool, err *Error) {
+// Digital Link modes (Config.DigitalLink).
+const (
+	// DigitalLinkStrict judges Digital Link URIs as the GS1 Barcode Syntax
+	// Engine does with its default settings (GS1 Digital Link Standard: URI
+	// Syntax): only the exact schemes http://, https://, HTTP:// and
+	// HTTPS:// start a Digital Link, and every such URI must be a valid one.
+	DigitalLinkStrict = "strict"
+	// DigitalLinkLenient relaxes exactly four rules, each documented on
+	// Config.DigitalLink and in the README; everything else is strict.
+	DigitalLinkLenient = "lenient"
+)
+
+// uriChars are the characters RFC 3986 allows in a URI.
+var uriChars = func() (t [256]bool) {
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%" {
+		t[c] = true
+	}
+	return
+}()
+
+// badDomainChar reports characters a Digital Link domain must not contain.
+func badDomainChar(c byte) bool {
+	return strings.IndexByte("_~?#@!$&'()*+,;=%", c) >= 0
+}
+
+// schemeLen returns the length of the http(s) scheme that starts s in this
+// decoder's mode, or 0 when s does not start a Digital Link candidate.
+func (d *Decoder) schemeLen(s string) int {
+	for _, p := range [...][2]string{{"https://", "HTTPS://"}, {"http://", "HTTP://"}} {
+		n := len(p[0])
+		if len(s) < n {
+			continue
+		}
+		if h := s[:n]; h == p[0] || h == p[1] || d.dlLenient && strings.EqualFold(h, p[0]) {
+			return n
+		}
+	}
+	return 0
+}
+
+// looksLikeDL reports whether a URI carries anything that could be GS1
+// data: a path segment or query key made only of digits (an AI, or a key
+// value such as /gtin/09506000134352). In lenient mode a URI without one is
+// an ordinary web link and a plain scan.
+func looksLikeDL(uri string) bool {
 	if i := strings.IndexByte(uri, '#'); i >= 0 {
 		uri = uri[:i]
 	}
-	rest := uri[strings.Index(uri, "://")+3:]
-	restOff := base + len(uri) - len(rest)
-	slash := strings.IndexAny(rest, "/?")
-	if slash <= 0 || rest[slash] != '/' {
-		return false, nil // no authority or no path
+	path, query, _ := strings.Cut(uri, "?")
+	for _, seg := range strings.Split(path, "/") {
+		if isDigits(seg) {
+			return true
+		}
 	}
-	path := rest[slash:]
-	query := ""
-	if q := strings.IndexByte(path, '?'); q >= 0 {
-		path, query = path[:q], path[q+1:]
+	for _, kv := range strings.Split(query, "&") {
+		if k, _, _ := strings.Cut(kv, "="); isDigits(k) {
+			return true
+		}
 	}
-	pathOff := restOff + slash
-	// Split the path into segments, remembering offsets.
+	return false
+}
+
+// dlItem is one AI value read from a Digital Link, before content checks.
+type dlItem struct {
+	e      *aiEntry
+	v      string
+	aiOff  int  // offset of the AI (path segment or query key)
+	valOff int  // offset of the value
+	exact  bool // v is byte-for-byte the URI text (offsets inside it are valid)
+}
+
+// parseDigitalLink reads a GS1 Digital Link URI (GS1 Digital Link Standard:
+// URI Syntax). The checks and their order follow the reference decoder: URI
+// characters, scheme, domain, the primary key found by walking AI/value
+// pairs back from the end of the path, value lengths, query parameters,
+// the key-qualifier sequence, duplicates, data attributes, then the content
+// of every value. isDL is false, with no error, only in lenient mode for a
+// URI with nothing that reads as GS1 data.
+func (d *Decoder) parseDigitalLink(uri string, base int, p *parsed) (isDL bool, err *Error) {
+	if d.dlLenient && !looksLikeDL(uri) {
+		return false, nil
+	}
+	bad := func(ai string, off int, msg string) (bool, *Error) {
+		return true, elementError(KindBadURI, ai, off, msg)
+	}
+	for i := 0; i < len(uri); i++ {
+		if !uriChars[uri[i]] {
+			return bad("", base+i, "character "+quotePrefix(uri[i:i+1])+" is not allowed in a URI")
+		}
+	}
+	dom := d.schemeLen(uri)
+	slash := strings.IndexByte(uri[dom:], '/')
+	for i := dom; i < len(uri) && (slash < 0 || i < dom+slash); i++ {
+		if badDomainChar(uri[i]) {
+			return bad("", base+i, "character "+quotePrefix(uri[i:i+1])+" is not allowed in the domain")
+		}
+	}
+	if slash <= 0 {
+		return bad("", base+dom, "URI must have a domain and a path")
+	}
+	pathOff := dom + slash
+	rest := uri[pathOff:]
+	if i := strings.IndexByte(rest, '#'); i >= 0 {
+		rest = rest[:i]
+	}
+	path, query, hasQuery := strings.Cut(rest, "?")
+	if d.dlLenient && len(path) > 1 && path[len(path)-1] == '/' {
+		path = path[:len(path)-1] // lenient: one trailing slash ignored
+	}
+	// Path segments and their offsets in the input.
 	var segBuf [24]string
 	var offBuf [24]int
 	segs, offs := segBuf[:0], offBuf[:0]
 	for pos := 0; pos < len(path); {
-		// path[pos] == '/'
 		end := strings.IndexByte(path[pos+1:], '/')
 		if end < 0 {
 			end = len(path)
@@ -34,120 +126,168 @@ func (d *Decoder) parseDigitalLink(uri string, base int, p *parsed) (isDL bool, 
 			end += pos + 1
 		}
 		segs = append(segs, path[pos+1:end])
-		offs = append(offs, pathOff+pos+1)
+		offs = append(offs, base+pathOff+pos+1)
 		pos = end
 	}
-	if n := len(segs); n > 0 && segs[n-1] == "" {
-		segs, offs = segs[:n-1], offs[:n-1]
-	}
+	// The primary key: walk AI/value pairs back from the end of the path.
 	key := -1
-	for i := 0; i+1 < len(segs); i++ {
-		if (len(segs)-i)%2 != 0 {
-			continue
-		}
+	for i := len(segs) - 2; i >= 0; i -= 2 {
 		e := entryFor(segs[i])
-		if e == nil || !e.dlPKey {
-			continue
+		if e == nil {
+			break
 		}
-		ok := true
-		for j := i + 2; j < len(segs); j += 2 {
-			if entryFor(segs[j]) == nil {
-				ok = false
-				break
-			}
-		}
-		if ok {
+		if e.dlPKey {
 			key = i
 			break
 		}
 	}
 	if key < 0 {
-		return false, nil
+		return bad("", base+pathOff, "no GS1 Digital Link primary key (a key AI followed by AI/value pairs to the end of the path)")
 	}
-	pk := entryFor(segs[key])
-	// Qualifiers must follow one of the key's allowed sequences, in order.
-	if n := (len(segs) - key - 2) / 2; n > 0 {
-		fits := false
-		for _, alt := range pk.dlQual {
-			k, ok := 0, true
-			for j := key + 2; j < len(segs); j += 2 {
-				for k < len(alt) && alt[k] != segs[j] {
-					k++
-				}
-				if k == len(alt) {
-					ok = false
-					break
-				}
-				k++
-			}
-			if ok {
-				fits = true
-				break
-			}
-		}
-		if !fits {
-			return true, elementError(KindBadURI, pk.ai, offs[key], "key qualifiers after /"+pk.ai+"/ are not allowed or not in the order "+describeQual(pk.dlQual))
-		}
-	}
+	var itemBuf [12]dlItem
+	items := itemBuf[:0]
 	for j := key; j < len(segs); j += 2 {
 		e := entryFor(segs[j])
-		v, ok := pctDecode(segs[j+1])
+		raw := segs[j+1]
+		if raw == "" {
+			return bad(e.ai, offs[j+1], "AI "+e.ai+" has an empty value in the path")
+		}
+		v, ok := uriUnescape(raw, false)
 		if !ok {
-			return true, elementError(KindBadURI, e.ai, offs[j+1], "invalid percent-encoding")
+			return bad(e.ai, offs[j+1], "AI "+e.ai+" value decodes to a NUL character")
 		}
-		exact := len(v) == len(segs[j+1])
-		if e.ai == "01" && (len(v) == 8 || len(v) == 12 || len(v) == 13) && isDigits(v) {
-			v, exact = pad14(v), false
+		it := dlItem{e: e, v: v, aiOff: offs[j], valOff: offs[j+1], exact: v == raw}
+		if d.dlLenient && e.ai == "01" && (len(v) == 8 || len(v) == 12 || len(v) == 13) && isDigits(v) {
+			it.v, it.exact = pad14(v), false // lenient: zero-suppressed GTIN
 		}
-		if err := d.dlValue(e, v, offs[j], offs[j+1], exact, p); err != nil {
+		if err := dlLength(it); err != nil {
 			return true, err
 		}
+		items = append(items, it)
 	}
-	qOff := pathOff + len(path) + 1
-	for query != "" {
-		param := query
-		next := ""
-		if i := strings.IndexByte(query, '&'); i >= 0 {
-			param, next = query[:i], query[i+1:]
+	nPath := len(items)
+	if hasQuery {
+		qOff := base + pathOff + len(path) + 1
+		if d.dlLenient && len(rest) > len(path) && rest[len(path)] == '/' {
+			qOff++ // the ignored trailing slash
 		}
-		k, v, eq := strings.Cut(param, "=")
-		vOff := qOff + len(k)
-		if eq {
-			vOff++
+		for query != "" {
+			param, next, _ := strings.Cut(query, "&")
+			k, raw, eq := strings.Cut(param, "=")
+			if eq && isDigitsOrEmpty(k) {
+				e := entryFor(k)
+				if e == nil {
+					key := k
+					if len(key) > 8 {
+						key = key[:8] + "..."
+					}
+					return bad("", qOff, "query key "+strconv.Quote(key)+" is all digits but not a known AI")
+				}
+				if raw == "" {
+					return bad(e.ai, qOff, "AI "+e.ai+" has an empty value in the query")
+				}
+				v, ok := uriUnescape(raw, true)
+				if !ok {
+					return bad(e.ai, qOff, "AI "+e.ai+" value decodes to a NUL character")
+				}
+				it := dlItem{e: e, v: v, aiOff: qOff, valOff: qOff + len(k) + 1, exact: v == raw}
+				if d.dlLenient && e.ai == "01" && (len(v) == 8 || len(v) == 12 || len(v) == 13) && isDigits(v) {
+					it.v, it.exact = pad14(v), false
+				}
+				if err := dlLength(it); err != nil {
+					return true, err
+				}
+				items = append(items, it)
+			}
+			qOff += len(param) + 1
+			query = next
 		}
-		if e := entryFor(k); e != nil {
-			if !e.dlAttr {
-				return true, elementError(KindBadURI, e.ai, qOff, "AI "+e.ai+" is not permitted as a Digital Link data attribute")
-			}
-			dv, ok := pctDecode(v)
-			if !ok {
-				return true, elementError(KindBadURI, e.ai, qOff, "invalid percent-encoding")
-			}
-			if err := d.dlValue(e, dv, qOff, vOff, len(dv) == len(v), p); err != nil {
-				return true, err
+	}
+	// Key qualifiers in the path must follow one of the key's sequences.
+	pk := items[0].e
+	var qualBuf [12]string
+	quals := qualBuf[:0]
+	for _, it := range items[1:nPath] {
+		quals = append(quals, it.e.ai)
+	}
+	if !validQualifiers(pk, quals) {
+		return bad(pk.ai, items[0].aiOff, "key qualifiers after /"+pk.ai+"/ are not allowed or not in the order "+describeQual(pk.dlQual))
+	}
+	for i := range items {
+		for j := 0; j < i; j++ {
+			if items[i].e == items[j].e {
+				return bad(items[i].e.ai, items[i].aiOff, "AI "+items[i].e.ai+" appears more than once in the URI")
 			}
 		}
-		qOff += len(param) + 1
-		query = next
+	}
+	for _, it := range items[nPath:] {
+		if !it.e.dlAttr {
+			return bad(it.e.ai, it.aiOff, "AI "+it.e.ai+" is not permitted as a Digital Link data attribute")
+		}
+		for j := 0; j <= len(quals) && len(pk.dlQual) > 0; j++ {
+			var seqBuf [13]string
+			seq := append(append(append(seqBuf[:0], quals[:j]...), it.e.ai), quals[j:]...)
+			if validQualifiers(pk, seq) {
+				return bad(it.e.ai, it.aiOff, "AI "+it.e.ai+" is a key qualifier of /"+pk.ai+"/ and belongs in the path, not the query")
+			}
+		}
+	}
+	for _, it := range items {
+		if err := d.checkValue(it.e, it.v, it.valOff, p); err != nil {
+			if !it.exact {
+				err.Offset = it.valOff
+			}
+			return true, err
+		}
+		p.add(AI{AI: it.e.ai, Value: it.v}, it.aiOff)
 	}
 	return true, nil
 }
 
-// dlValue validates and records one Digital Link value found at URI offset
-// off. When the value was percent-decoded or normalised (exact false),
-// errors point at the start of the value rather than into it.
-func (d *Decoder) dlValue(e *aiEntry, v string, aiOff, off int, exact bool, p *parsed) *Error {
-	if max := e.maxLen(); len(v) > max {
-		return elementError(KindBadLength, e.ai, off, "value longer than "+itoa(max)+" characters")
+func isDigitsOrEmpty(s string) bool { return s == "" || isDigits(s) }
+
+// dlLength checks a Digital Link value's length against its AI, and refuses
+// a caret (the reference checks both before any content check).
+func dlLength(it dlItem) *Error {
+	if min := it.e.minLen(); len(it.v) < min {
+		return elementError(KindBadLength, it.e.ai, it.valOff, "value shorter than "+itoa(min)+" characters")
 	}
-	if err := d.checkValue(e, v, off, p); err != nil {
-		if !exact {
-			err.Offset = off
+	if max := it.e.maxLen(); len(it.v) > max {
+		return elementError(KindBadLength, it.e.ai, it.valOff, "value longer than "+itoa(max)+" characters")
+	}
+	if i := strings.IndexByte(it.v, '^'); i >= 0 {
+		off := it.valOff
+		if it.exact {
+			off += i
 		}
-		return err
+		return elementError(KindBadCharset, it.e.ai, off, "caret '^' is not valid in GS1 data")
 	}
-	p.add(AI{AI: e.ai, Value: v}, aiOff)
 	return nil
+}
+
+// validQualifiers reports whether quals (the path AIs after the key) is an
+// in-order selection from one of the key's qualifier sequences.
+func validQualifiers(pk *aiEntry, quals []string) bool {
+	if len(quals) == 0 {
+		return true
+	}
+	for _, alt := range pk.dlQual {
+		k, ok := 0, true
+		for _, q := range quals {
+			for k < len(alt) && alt[k] != q {
+				k++
+			}
+			if k == len(alt) {
+				ok = false
+				break
+			}
+			k++
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }
 
 func describeQual(q [][]string) string {
@@ -161,22 +301,29 @@ func describeQual(q [][]string) string {
 	return strings.Join(parts, " | ")
 }
 
-// pctDecode decodes %XX escapes; '+' is left as is (path semantics).
-func pctDecode(s string) (string, bool) {
-	if strings.IndexByte(s, '%') < 0 {
+// uriUnescape decodes %XX escapes. A '%' not followed by two hex digits is
+// kept as a literal '%' (and then judged as data). In a query value '+'
+// stands for a space (application/x-www-form-urlencoded). ok is false when
+// the result would contain a NUL.
+func uriUnescape(s string, query bool) (string, bool) {
+	if strings.IndexByte(s, '%') < 0 && (!query || strings.IndexByte(s, '+') < 0) {
 		return s, true
 	}
 	b := make([]byte, 0, len(s))
 	for i := 0; i < len(s); i++ {
-		if s[i] != '%' {
+		switch {
+		case s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			c := unhex(s[i+1])<<4 | unhex(s[i+2])
+			if c == 0 {
+				return "", false
+			}
+			b = append(b, c)
+			i += 2
+		case query && s[i] == '+':
+			b = append(b, ' ')
+		default:
 			b = append(b, s[i])
-			continue
 		}
-		if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
-			return "", false
-		}
-		b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
-		i += 2
 	}
 	return string(b), true
 }

@@ -16,16 +16,19 @@
 //     (N, CSET 82, CSET 39, CSET 64), the dictionary's content linters (check
 //     digits, dates, country and currency codes, ...), and the message rules
 //     (required partner AIs, forbidden pairs, an AI repeated with a different
-//     value). A variable-length AI that is not last must be followed by GS; a
-//     predefined-length AI may be followed by a superfluous GS. A caret is
-//     illegal.
+//     value, and the AI 8030 digital-signature rule). A variable-length AI
+//     that is not last must be followed by GS; a predefined-length AI may be
+//     followed by a superfluous GS. A caret is illegal, and so is a GS right
+//     after a GS1 symbology identifier (which already stands for FNC1).
 //   - The human-readable form "(01)09506000134352(10)LOT42", validated the same
 //     way (Form "human_readable").
-//   - GS1 Digital Link URIs (http or https, any domain, any path prefix):
-//     primary key, key qualifiers in the order the dictionary allows, data
-//     attributes in the query string; unknown non-AI query parameters are
-//     ignored. GTIN-8/12/13 in /01/ are normalised to 14 digits. A URI that is
-//     not a Digital Link is a plain scan.
+//   - GS1 Digital Link URIs (any domain, any path prefix): primary key, key
+//     qualifiers in the order the dictionary allows, data attributes in the
+//     query string; non-numeric query parameters are ignored. Config.DigitalLink
+//     chooses strict (the default: exactly as the GS1 Barcode Syntax Engine
+//     judges them, so a URI starting http://, https://, HTTP:// or HTTPS://
+//     that is not a valid Digital Link is an error) or lenient (four
+//     documented relaxations, see Config.DigitalLink).
 //   - EAN-13, EAN-8, UPC-A and ITF-14 (by AIM identifier, or as bare digit
 //     strings, see below) yield a 14-digit GTIN after check digit
 //     verification.
@@ -62,4 +65,4 @@
 // always errors.
 package scan
 
-//go:generate go run ./internal/aigen/cmd/aigen -out ai_table_gen.go
+//go:generate go run ./internal/aigen/cmd/aigen -out ai_table_gen.go -codes-out codes_gen.go

@@ -86,7 +86,13 @@ func (d *Decoder) parseElementString(data string, base int, p *parsed) *Error {
 			}
 			v = data[vstart:end]
 			if max := e.maxLen(); len(v) > max {
-				if next := lookupAI(data[vstart+max:]); next != nil && validateValue(e, v[:max]).kind == "" {
+				// The content of the first max characters is judged first
+				// (as the reference does); only a clean prefix makes it a
+				// length or separator error.
+				if err := d.checkValue(e, v[:max], base+vstart, p); err != nil {
+					return err
+				}
+				if next := lookupAI(data[vstart+max:]); next != nil {
 					return elementError(KindMissingSeparator, e.ai, base+vstart+max, "value of variable-length AI "+e.ai+" exceeds "+itoa(max)+" characters; GS separator missing before AI "+next.ai+"?")
 				}
 				return elementError(KindBadLength, e.ai, base+vstart+max, "value longer than "+itoa(max)+" characters")
@@ -117,8 +123,17 @@ func (d *Decoder) checkValue(e *aiEntry, v string, off int, p *parsed) *Error {
 	return elementError(pr.kind, e.ai, off+pr.off, pr.msg)
 }
 
-// parseHumanReadable reads "(01)...(10)..." text.
+// parseHumanReadable reads "(01)...(10)..." text. Like the reference, it
+// first reads every AI checking only lengths, then judges each value's
+// content in order.
 func (d *Decoder) parseHumanReadable(data string, base int, p *parsed) *Error {
+	type hrItem struct {
+		e           *aiEntry
+		v           string
+		aiOff, vOff int
+	}
+	var itemBuf [16]hrItem
+	items := itemBuf[:0]
 	pos := 0
 	for pos < len(data) {
 		e, n := hrAIAt(data[pos:])
@@ -142,17 +157,26 @@ func (d *Decoder) parseHumanReadable(data string, base int, p *parsed) *Error {
 		if i := strings.IndexByte(v, gs); i >= 0 {
 			return elementError(KindBadCharset, e.ai, base+vstart+i, "GS is not allowed in the human-readable form")
 		}
+		if min := e.minLen(); len(v) < min {
+			return elementError(KindBadLength, e.ai, base+vstart, "value shorter than "+itoa(min)+" characters")
+		}
 		if max := e.maxLen(); len(v) > max {
 			return elementError(KindBadLength, e.ai, base+vstart+max, "value longer than "+itoa(max)+" characters")
 		}
-		if err := d.checkValue(e, v, base+vstart, p); err != nil {
-			return err
+		if i := strings.IndexByte(v, '^'); i >= 0 {
+			return elementError(KindBadCharset, e.ai, base+vstart+i, "caret '^' is not valid in GS1 data")
 		}
-		p.add(AI{AI: e.ai, Value: v}, base+pos)
+		items = append(items, hrItem{e, v, base + pos, base + vstart})
 		pos = end
 	}
-	if len(p.ais) == 0 {
+	if len(items) == 0 {
 		return elementError(KindBadLength, "", base, "no element data")
+	}
+	for _, it := range items {
+		if err := d.checkValue(it.e, it.v, it.vOff, p); err != nil {
+			return err
+		}
+		p.add(AI{AI: it.e.ai, Value: it.v}, it.aiOff)
 	}
 	return nil
 }
@@ -189,6 +213,21 @@ func (d *Decoder) checkMessage(p *parsed) *Error {
 		for j := i + 1; j < len(ais); j++ {
 			if ais[i].AI == ais[j].AI && ais[i].Value != ais[j].Value {
 				if err := report(ais[j].AI, p.off(j), "AI "+ais[j].AI+" repeated with a different value"); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	// Digital signature (AI 8030): a GDTI (253), GCN (255) or GRAI (8003)
+	// it signs must carry its serial component (GS1 General Specifications,
+	// AI 8030 rules; the reference's DigSig validation).
+	if i8030 := indexAI(ais, "8030"); i8030 >= 0 {
+		for i, a := range ais {
+			if a.AI != "253" && a.AI != "255" && a.AI != "8003" {
+				continue
+			}
+			if e := entryFor(a.AI); e != nil && len(a.Value) == e.minLen() {
+				if err := report(a.AI, p.off(i), "AI "+a.AI+" must carry its serial component when used with AI 8030 (digital signature)"); err != nil {
 					return err
 				}
 			}
@@ -290,4 +329,13 @@ func itoa(n int) string {
 		b[i] = '-'
 	}
 	return string(b[i:])
+}
+
+func indexAI(ais []AI, ai string) int {
+	for i, a := range ais {
+		if a.AI == ai {
+			return i
+		}
+	}
+	return -1
 }

@@ -108,15 +108,29 @@ func FuzzDigitalLink(f *testing.F) {
 		"https://example.com/414/0614141123452/254/A1",
 		"https://example.com/8003/00614141123452400",
 		"https://example.com/01/09506000134352/21/1/10/2",
+		"Https://example.com/01/09506000134352/",
+		"https://example.com/about?lang=en",
+		"https://example.com/01/09506000134352?99=A+B&9999=1",
 	} {
 		f.Add(s)
 	}
 	d := newDec(f, scan.Config{})
+	lenient := newDec(f, scan.Config{DigitalLink: scan.DigitalLinkLenient})
 	f.Fuzz(func(t *testing.T, uri string) {
 		s, err := d.Decode([]byte(uri))
 		checkErr(t, uri, err)
 		if err == nil {
 			roundTrip(t, d, s)
+		}
+		// lenient only relaxes: a Digital Link strict accepts, lenient accepts
+		// with the same reading.
+		ls, lerr := lenient.Decode([]byte(uri))
+		checkErr(t, uri, lerr)
+		if err == nil && s.Form == scan.FormDigitalLink && (lerr != nil || ls.Form != s.Form || !reflect.DeepEqual(ls.AIs, s.AIs)) {
+			t.Fatalf("%q: strict read %s %v, lenient %v %v", uri, s.Form, s.AIs, lerr, ls.AIs)
+		}
+		if lerr == nil && ls.Form == scan.FormDigitalLink {
+			roundTrip(t, lenient, ls)
 		}
 	})
 }

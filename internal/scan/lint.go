@@ -51,6 +51,9 @@ const (
 	lintYYYYMMD0
 	lintYYYYMMDD
 	lintZero
+	lintCouponCode
+	lintCouponPosOffer
+	lintPackageType
 )
 
 // component is one part of an AI's data field (see the dictionary header).
@@ -79,6 +82,18 @@ func (e *aiEntry) maxLen() int {
 	n := 0
 	for _, c := range e.comps {
 		n += c.max
+	}
+	return n
+}
+
+// minLen is the shortest value the entry accepts: its mandatory components
+// at their minimum lengths.
+func (e *aiEntry) minLen() int {
+	n := 0
+	for _, c := range e.comps {
+		if !c.optional {
+			n += c.min
+		}
 	}
 	return n
 }
@@ -184,6 +199,9 @@ func validateValue(e *aiEntry, v string) problem {
 		}
 		part := v[pos : pos+n]
 		if off, ok := checkCset(c.cset, part); !ok {
+			if c.cset == csetZ && part[off] == '=' {
+				return problem{KindBadCharset, pos + off, "CSET 64 padding: at most two '=' and only when the length is a multiple of 3"}
+			}
 			return problem{KindBadCharset, pos + off, "character " + strconv.QuoteRune(rune(part[off])) + " not allowed in " + csetName(c.cset)}
 		}
 		for _, l := range c.linters {
@@ -249,10 +267,15 @@ func checkCset(c cset, s string) (int, bool) {
 			}
 		}
 	case csetZ:
-		// base64url; '=' only as trailing padding (at most two).
+		// base64url; '=' only as trailing padding: at most two, and only
+		// when the padded length is a multiple of 3 (the dictionary's
+		// cset64 test).
 		end := len(s)
-		for end > 0 && s[end-1] == '=' && len(s)-end < 2 {
+		for end > 0 && s[end-1] == '=' {
 			end--
+		}
+		if pads := len(s) - end; pads > 2 || pads > 0 && len(s)%3 != 0 {
+			return end, false
 		}
 		for i := 0; i < end; i++ {
 			if !cset64Tab[s[i]] {
@@ -337,9 +360,17 @@ func runLinter(l linter, s string) problem {
 			}
 		}
 	case lintIBAN:
-		if !validIBAN(s) {
-			return bad(KindCheckDigit, "not a valid IBAN")
+		if p := checkIBAN(s); p.kind != "" {
+			return p
 		}
+	case lintPackageType:
+		if !packageType(s) {
+			return bad(KindBadValue, s+" is not a package type code")
+		}
+	case lintCouponCode:
+		return checkCouponCode(s)
+	case lintCouponPosOffer:
+		return checkCouponPosOffer(s)
 	case lintImporterIdx:
 		if len(s) != 1 || !(cset64Tab[s[0]]) {
 			return bad(KindBadValue, "not a valid importer index character")
@@ -385,7 +416,9 @@ func runLinter(l linter, s string) problem {
 		}
 		return bad(KindBadValue, "must not be zero")
 	case lintNoZeroPrefix:
-		if len(s) > 1 && s[0] == '0' {
+		// A leading zero is refused, the value "0" included (the
+		// dictionary's nozeroprefix test: a serial with no zero prefix).
+		if len(s) > 0 && s[0] == '0' {
 			return bad(KindBadValue, "must not start with 0")
 		}
 	case lintPcEnc:
@@ -552,10 +585,37 @@ func indexByte(s string, c byte) int {
 	return -1
 }
 
+// checkIBAN checks an IBAN (ISO 13616) in the order the dictionary's iban
+// test does: length at least 4, an ISO 3166 alpha-2 country, at most 34 and
+// more than 10 characters, only digits and upper-case letters, and the
+// mod-97 remainder 1. Structure errors are bad_value; only a wrong
+// remainder (the check characters) is check_digit.
+func checkIBAN(s string) problem {
+	switch {
+	case len(s) < 4:
+		return problem{KindBadValue, 0, "IBAN too short"}
+	case !iso3166Alpha2(s[:2]):
+		return problem{KindBadValue, 0, "IBAN does not start with an ISO 3166 alpha-2 country code"}
+	case len(s) > 34:
+		return problem{KindBadValue, 0, "IBAN longer than 34 characters"}
+	case len(s) <= 10:
+		return problem{KindBadValue, 0, "IBAN too short"}
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[(i+4)%len(s)]; !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z') {
+			return problem{KindBadValue, (i + 4) % len(s), "character " + strconv.QuoteRune(rune(c)) + " not allowed in an IBAN"}
+		}
+	}
+	if !validIBAN(s) {
+		return problem{KindCheckDigit, 2, "IBAN check characters " + s[2:4] + " are wrong"}
+	}
+	return problem{}
+}
+
 // validIBAN checks ISO 13616 structure: country (ISO 3166 alpha-2), two check
 // digits, alphanumeric BBAN, and the mod-97 remainder 1.
 func validIBAN(s string) bool {
-	if len(s) < 5 || len(s) > 34 || !iso3166Alpha2(s[:2]) || !isDigits(s[2:4]) {
+	if len(s) < 5 || len(s) > 34 || !iso3166Alpha2(s[:2]) {
 		return false
 	}
 	r := 0

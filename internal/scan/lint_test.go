@@ -60,7 +60,17 @@ func TestLinters(t *testing.T) {
 		{lintISO5218, "3", KindBadValue},
 		{lintIBAN, "GB82WEST12345698765432", ""},
 		{lintIBAN, "GB83WEST12345698765432", KindCheckDigit},
-		{lintIBAN, "XX82WEST12345698765432", KindCheckDigit},
+		{lintIBAN, "XX82WEST12345698765432", KindBadValue},
+		{lintIBAN, "GB82west12345698765432", KindBadValue},
+		{lintIBAN, "GB82", KindBadValue},
+		{lintIBAN, "GBXXWEST12345698765432", KindCheckDigit},
+		{lintPackageType, "BX", ""},
+		{lintPackageType, "ZZZ", KindBadValue},
+		{lintCouponCode, "1061414112345610101234", ""},
+		{lintCouponCode, "10614141123456", KindBadValue},
+		{lintCouponCode, "1061414112345610101234" + "3" + "261331", KindBadDate},
+		{lintCouponPosOffer, "1061414112345610123456", ""},
+		{lintCouponPosOffer, "2061414112345610123456", KindBadValue},
 		{lintImporterIdx, "_", ""},
 		{lintImporterIdx, "+", KindBadValue},
 		{lintLatitude, "1800000000", ""},
@@ -75,7 +85,8 @@ func TestLinters(t *testing.T) {
 		{lintNonZero, "0000", KindBadValue},
 		{lintZero, "0", ""},
 		{lintZero, "1", KindBadValue},
-		{lintNoZeroPrefix, "0", ""},
+		{lintNoZeroPrefix, "0", KindBadValue},
+		{lintNoZeroPrefix, "10", ""},
 		{lintNoZeroPrefix, "012", KindBadValue},
 		{lintPcEnc, "A%20B", ""},
 		{lintPcEnc, "A%2", KindBadValue},
@@ -165,24 +176,11 @@ func TestTableShape(t *testing.T) {
 // TestGeneratedTableUpToDate regenerates ai_table_gen.go from the dictionary
 // (../shared/gs1 relative to the repository root) and compares.
 func TestGeneratedTableUpToDate(t *testing.T) {
-	root, err := filepath.Abs("../..")
+	// The dictionary and code lists are kept in the repository (gs1data/),
+	// so this runs on a fresh clone.
+	src, err := os.ReadFile(filepath.Join("gs1data", "gs1-syntax-dictionary.txt"))
 	if err != nil {
 		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(root)
-		if parent == root {
-			t.Skip("repository root not found")
-		}
-		root = parent
-	}
-	dict := filepath.Join(root, "..", "shared", "gs1", "gs1-syntax-dictionary.txt")
-	src, err := os.ReadFile(dict)
-	if err != nil {
-		t.Skipf("dictionary not reachable: %v", err)
 	}
 	want, warnings, err := aigen.Generate(src, aigen.DefaultCommit)
 	if err != nil {
@@ -196,7 +194,22 @@ func TestGeneratedTableUpToDate(t *testing.T) {
 		t.Fatal("ai_table_gen.go is stale: run go generate ./internal/scan")
 	}
 	for _, w := range warnings {
-		t.Logf("generator warning: %s", w)
+		t.Errorf("generator warning (a dictionary linter is not implemented): %s", w)
+	}
+	csrc, err := os.ReadFile(filepath.Join("gs1data", "codelists.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cwant, err := aigen.GenerateCodes(csrc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cgot, err := os.ReadFile("codes_gen.go"); err != nil || !bytes.Equal(cgot, cwant) {
+		t.Fatalf("codes_gen.go is stale (%v): run go generate ./internal/scan", err)
+	}
+	// The kept dictionary is the edition in ../shared where that exists.
+	if shared, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "gs1", "gs1-syntax-dictionary.txt")); err == nil && !bytes.Equal(shared, src) {
+		t.Error("gs1data/gs1-syntax-dictionary.txt differs from ../shared/gs1: update the kept copy, DefaultCommit and go generate")
 	}
 }
 
@@ -211,5 +224,24 @@ func TestGeneratorWarnsOnUnknownLinter(t *testing.T) {
 	}
 	if _, _, err := aigen.Generate([]byte("01 * N14\n011 * N3\n"), "test"); err == nil {
 		t.Error("prefix clash not detected")
+	}
+}
+
+func TestCodeListsParser(t *testing.T) {
+	good := "# c\n[iso4217]\n978 840\n[iso3166]\n276\n[iso3166alpha2]\nDE\n[packagetype]\nBX 8\n"
+	lists, err := aigen.ParseCodeLists([]byte(good))
+	if err != nil || len(lists["iso4217"]) != 2 || lists["packagetype"][1] != "8" {
+		t.Fatalf("ParseCodeLists = %v, %v", lists, err)
+	}
+	for name, src := range map[string]string{
+		"missing list":  "[iso4217]\n978\n[iso3166]\n276\n[iso3166alpha2]\nDE\n",
+		"duplicate":     strings.Replace(good, "978 840", "978 978", 1),
+		"lower case":    strings.Replace(good, "BX", "bx", 1),
+		"before header": "978\n" + good,
+		"list twice":    good + "[iso4217]\n124\n",
+	} {
+		if _, err := aigen.ParseCodeLists([]byte(src)); err == nil {
+			t.Errorf("%s: no error", name)
+		}
 	}
 }

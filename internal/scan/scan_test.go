@@ -199,26 +199,72 @@ func TestDigitalLink(t *testing.T) {
 	}{
 		{"full", "https://id.gs1.org/01/09506000134352/10/AB-123/21/12345?17=290101", want{form: scan.FormDigitalLink,
 			ais: ais("01", "09506000134352", "10", "AB-123", "21", "12345", "17", "290101"), gtin: "09506000134352", lot: "AB-123", serial: "12345", expiry: "2029-01-01"}},
-		{"gtin-13 normalised", "https://example.com/01/4006381333931", want{form: scan.FormDigitalLink, ais: ais("01", "04006381333931"), gtin: "04006381333931"}},
-		{"gtin-8 normalised", "http://example.com/01/96385074", want{form: scan.FormDigitalLink, gtin: "00000096385074"}},
-		{"path prefix and trailing slash", "https://brand.example.com/some/path/01/09506000134352/21/XYZ/", want{form: scan.FormDigitalLink, gtin: "09506000134352", serial: "XYZ"}},
+		{"gtin-13 refused (zero-suppressed)", "https://example.com/01/4006381333931", want{errKind: scan.KindBadLength, errAI: "01", errOffset: 23}},
+		{"gtin-8 refused (zero-suppressed)", "http://example.com/01/96385074", want{errKind: scan.KindBadLength, errAI: "01", errOffset: 22}},
+		{"path prefix", "https://brand.example.com/some/path/01/09506000134352/21/XYZ", want{form: scan.FormDigitalLink, gtin: "09506000134352", serial: "XYZ"}},
+		{"trailing slash refused", "https://brand.example.com/01/09506000134352/21/XYZ/", want{errKind: scan.KindBadURI, errOffset: -1}},
 		{"percent decoding", "https://example.com/01/09506000134352/21/A%2FB%25", want{form: scan.FormDigitalLink, gtin: "09506000134352", serial: "A/B%"}},
 		{"non-AI query ignored", "https://example.com/01/09506000134352?foo=bar&17=290100&linkType=all#frag", want{form: scan.FormDigitalLink,
 			ais: ais("01", "09506000134352", "17", "290100"), gtin: "09506000134352", expiry: "2029-01-31"}},
 		{"sscc key", "https://example.com/00/106141411234567897", want{form: scan.FormDigitalLink, sscc: "106141411234567897"}},
 		{"cpv and serial", "https://example.com/01/09506000134352/22/V1/21/S", want{form: scan.FormDigitalLink, gtin: "09506000134352", serial: "S"}},
 		{"in a QR code", "]Q1https://id.gs1.org/01/09506000134352", want{form: scan.FormDigitalLink, symbology: "QR", gtin: "09506000134352"}},
-		{"not a digital link", "https://example.com/products/123", want{form: scan.FormPlain}},
-		{"not a digital link: odd segments", "https://example.com/01", want{form: scan.FormPlain}},
+		{"no key is an error, not plain", "https://example.com/products/123", want{errKind: scan.KindBadURI, errOffset: -1}},
+		{"no key: odd segments", "https://example.com/01", want{errKind: scan.KindBadURI, errOffset: -1}},
+		{"mixed-case scheme is plain data", "Https://example.com/01/09506000134352", want{form: scan.FormPlain}},
+		{"upper-case scheme", "HTTPS://EXAMPLE.COM/01/09506000134352", want{form: scan.FormDigitalLink, gtin: "09506000134352"}},
+		{"underscore in domain", "https://ex_ample.com/01/09506000134352", want{errKind: scan.KindBadURI, errOffset: 10}},
+		{"empty domain", "https:///01/09506000134352", want{errKind: scan.KindBadURI, errOffset: -1}},
+		{"empty value", "https://example.com/01//10/A", want{errKind: scan.KindBadURI, errOffset: -1}},
+		{"convenience alpha not accepted", "https://example.com/gtin/09506000134352", want{errKind: scan.KindBadURI, errOffset: -1}},
+		{"unknown numeric query key", "https://example.com/01/09506000134352?9999=1", want{errKind: scan.KindBadURI, errOffset: -1}},
+		{"qualifier in the query", "https://example.com/01/09506000134352?10=ABC", want{errKind: scan.KindBadURI, errAI: "10", errOffset: -1}},
+		{"repeated query AI", "https://example.com/01/09506000134352?17=290101&17=290101", want{errKind: scan.KindBadURI, errAI: "17", errOffset: -1}},
+		{"plus in query is a space", "https://example.com/01/09506000134352?99=A+B", want{errKind: scan.KindBadCharset, errAI: "99", errOffset: -1}},
 		{"bad order", "https://example.com/01/09506000134352/21/1/10/2", want{errKind: scan.KindBadURI, errAI: "01", errOffset: 20}},
 		{"qualifier of other key", "https://example.com/00/106141411234567897/21/1", want{errKind: scan.KindBadURI, errOffset: -1}},
-		{"bad percent", "https://example.com/01/09506000134352/21/A%G1", want{errKind: scan.KindBadURI, errOffset: -1}},
+		{"bad percent kept literally", "https://example.com/01/09506000134352/21/A%G1", want{form: scan.FormDigitalLink, gtin: "09506000134352", serial: "A%G1"}},
+		{"NUL by percent", "https://example.com/01/09506000134352/21/A%00", want{errKind: scan.KindBadURI, errOffset: -1}},
 		{"AI 21 is not a data attribute", "https://example.com/01/09506000134352?21=5", want{errKind: scan.KindBadURI, errAI: "21", errOffset: -1}},
 		{"bad check digit", "https://example.com/01/09506000134353", want{errKind: scan.KindCheckDigit, errAI: "01", errOffset: 36}},
 		{"bad date attribute", "https://example.com/01/09506000134352?17=291301", want{errKind: scan.KindBadDate, errAI: "17", errOffset: -1}},
 		{"req violated", "https://example.com/00/106141411234567897?10=ABC", want{errKind: scan.KindBadPairing, errAI: "10", errOffset: -1}},
 	}
 	d := newDec(t, scan.Config{})
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := d.Decode([]byte(tc.in))
+			check(t, tc.in, s, err, tc.w)
+		})
+	}
+}
+
+// TestDigitalLinkLenient checks each rule decode.digital_link: lenient
+// relaxes, and that everything else stays strict.
+func TestDigitalLinkLenient(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		w    want
+	}{
+		{"rule 1: scheme case-insensitive", "Https://example.com/01/09506000134352", want{form: scan.FormDigitalLink, gtin: "09506000134352"}},
+		{"rule 2: web link without AI-like parts is plain", "https://example.com/products/abc?lang=en", want{form: scan.FormPlain}},
+		{"rule 2 does not cover AI-like paths", "https://example.com/01", want{errKind: scan.KindBadURI, errOffset: -1}},
+		{"rule 2 does not cover /gtin/ with a value", "https://example.com/gtin/09506000134352", want{errKind: scan.KindBadURI, errOffset: -1}},
+		{"rule 2 does not cover numeric query keys", "https://example.com/gtin?17=290101", want{errKind: scan.KindBadURI, errOffset: -1}},
+		{"rule 3: GTIN-13 padded", "https://example.com/01/4006381333931", want{form: scan.FormDigitalLink, ais: ais("01", "04006381333931"), gtin: "04006381333931"}},
+		{"rule 3: GTIN-8 padded", "http://example.com/01/96385074", want{form: scan.FormDigitalLink, gtin: "00000096385074"}},
+		{"rule 4: one trailing slash ignored", "https://example.com/01/09506000134352/21/XYZ/?17=290101", want{form: scan.FormDigitalLink, gtin: "09506000134352", serial: "XYZ", expiry: "2029-01-01"}},
+		{"strict still: two trailing slashes", "https://example.com/01/09506000134352//", want{errKind: scan.KindBadURI, errOffset: -1}},
+		{"strict still: empty domain", "https:///01/09506000134352", want{errKind: scan.KindBadURI, errOffset: -1}},
+		{"strict still: underscore in domain", "https://ex_ample.com/01/09506000134352", want{errKind: scan.KindBadURI, errOffset: 10}},
+		{"strict still: unknown numeric query key", "https://example.com/01/09506000134352?9999=1", want{errKind: scan.KindBadURI, errOffset: -1}},
+		{"strict still: qualifier in the query", "https://example.com/01/09506000134352?10=ABC", want{errKind: scan.KindBadURI, errAI: "10", errOffset: -1}},
+		{"strict still: repeated AI", "https://example.com/01/09506000134352?17=290101&17=290101", want{errKind: scan.KindBadURI, errOffset: -1}},
+		{"strict still: empty value", "https://example.com/01//10/A", want{errKind: scan.KindBadURI, errOffset: -1}},
+		{"strict still: unknown AI in the path", "https://example.com/01/09506000134352/9999/X", want{errKind: scan.KindBadURI, errOffset: -1}},
+	}
+	d := newDec(t, scan.Config{DigitalLink: scan.DigitalLinkLenient})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := d.Decode([]byte(tc.in))

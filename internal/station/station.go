@@ -260,6 +260,11 @@ func (s *Station) decide(f dock.Frame) (ev dock.CustodyEvent, shipments bool) {
 		Direction: dir, Time: now.UTC(), ClockSynced: s.cfg.ClockSynced == nil || s.cfg.ClockSynced(),
 		Reader: f.Reader, Raw: string(f.Data), Tag: f.Tag,
 	}
+	if f.Injected != nil {
+		// Whatever the frame says, an injected scan is marked as one.
+		ev.Reader, ev.Simulated = dock.SimulatedReader, true
+		ev.Actor, ev.Via = f.Injected.Actor, f.Injected.Via
+	}
 	if !utf8.Valid(f.Data) {
 		ev.RawHex = hex.EncodeToString(f.Data)
 	}

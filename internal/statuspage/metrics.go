@@ -23,6 +23,8 @@ import (
 //	dockd_buffer_bytes                          gauge
 //	dockd_buffer_oldest_age_seconds             gauge (0 when empty)
 //	dockd_buffer_fill_ratio                     gauge
+//	dockd_buffer_unconfirmed                    gauge, receipt delivery only: published, not receipted
+//	dockd_buffer_unconfirmed_oldest_age_seconds gauge, receipt delivery only (0 when none)
 //	dockd_broker_connected                      gauge 1/0 (absent without a broker)
 //	dockd_allowlist_info{version}               gauge, always 1
 //	dockd_allowlist_lots                        gauge
@@ -98,6 +100,8 @@ var (
 	descBufBytes      = prometheus.NewDesc("dockd_buffer_bytes", "Payload bytes of the undelivered events.", nil, nil)
 	descBufAge        = prometheus.NewDesc("dockd_buffer_oldest_age_seconds", "Age of the oldest undelivered event (0 when the buffer is empty).", nil, nil)
 	descBufFill       = prometheus.NewDesc("dockd_buffer_fill_ratio", "Undelivered bytes as a fraction of the buffer budget.", nil, nil)
+	descBufUnconf     = prometheus.NewDesc("dockd_buffer_unconfirmed", "Receipt delivery: events published to the broker that central has not receipted (still in the buffer).", nil, nil)
+	descBufUnconfAge  = prometheus.NewDesc("dockd_buffer_unconfirmed_oldest_age_seconds", "Receipt delivery: seconds since the oldest unconfirmed event was first published (0 when none).", nil, nil)
 	descBroker        = prometheus.NewDesc("dockd_broker_connected", "Whether the MQTT uplink is connected (1) or not (0).", nil, nil)
 	descAllowlist     = prometheus.NewDesc("dockd_allowlist_info", "The active allowlist version (value always 1).", []string{"version"}, nil)
 	descAllowlistLots = prometheus.NewDesc("dockd_allowlist_lots", "Lots in the active allowlist.", nil, nil)
@@ -112,7 +116,7 @@ type stateCollector struct{ src Source }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descReaderUp, descReaderLast, descBufDepth, descBufBytes, descBufAge, descBufFill,
-		descBroker, descAllowlist, descAllowlistLots, descCondition, descLight, descStation, descWritten} {
+		descBufUnconf, descBufUnconfAge, descBroker, descAllowlist, descAllowlistLots, descCondition, descLight, descStation, descWritten} {
 		ch <- d
 	}
 }
@@ -132,6 +136,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descBufBytes, float64(s.Buffer.Bytes))
 	gauge(descBufAge, s.Buffer.OldestAgeS)
 	gauge(descBufFill, s.Buffer.Fill)
+	if s.Buffer.Unconfirmed != nil {
+		gauge(descBufUnconf, float64(*s.Buffer.Unconfirmed))
+		gauge(descBufUnconfAge, s.Buffer.UnconfirmedOldestAgeS)
+	}
 	if s.Broker.Configured {
 		gauge(descBroker, b2f(s.Broker.Connected))
 	}

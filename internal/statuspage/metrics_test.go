@@ -88,6 +88,9 @@ func TestMetricsOnScrape(t *testing.T) {
 			t.Errorf("scrape lacks %s", want)
 		}
 	}
+	if strings.Contains(text, "dockd_buffer_unconfirmed") {
+		t.Error("unconfirmed gauges exported without receipt delivery")
+	}
 	if strings.Contains(text, `dockd_reader_last_scan_timestamp_seconds{reader="rfid-1"}`) {
 		t.Error("last-scan time exported for a reader that never scanned")
 	}
@@ -100,6 +103,14 @@ func TestMetricsOnScrape(t *testing.T) {
 	text = scrape(t, base+"/metrics")
 	if !strings.Contains(text, "dockd_buffer_depth 0\n") || !strings.Contains(text, "dockd_broker_connected 1\n") {
 		t.Fatalf("gauges did not follow the source:\n%s", text)
+	}
+
+	// Receipt delivery: the unconfirmed backlog beside the buffer depth.
+	unconf := 7
+	src.update(false, func(s *Snapshot) { s.Buffer.Unconfirmed, s.Buffer.UnconfirmedOldestAgeS = &unconf, 12.5 })
+	text = scrape(t, base+"/metrics")
+	if !strings.Contains(text, "dockd_buffer_unconfirmed 7\n") || !strings.Contains(text, "dockd_buffer_unconfirmed_oldest_age_seconds 12.5\n") {
+		t.Fatalf("unconfirmed gauges missing:\n%s", text)
 	}
 
 	// Registering twice on one registry is an error, not a panic.

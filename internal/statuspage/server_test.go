@@ -28,6 +28,7 @@ type fakeSource struct {
 	tests     int
 	testErr   error
 	injected  []SimulateRequest
+	actors    []Actor // of every action, in order
 	seq       uint64
 	subscribe chan struct{} // receives on every Changes call
 }
@@ -87,30 +88,36 @@ func (f *fakeSource) update(notify bool, fn func(*Snapshot)) {
 	}
 }
 
-func (f *fakeSource) LightTest(ctx context.Context) error {
+func (f *fakeSource) LightTest(ctx context.Context, a Actor) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.testErr != nil {
 		return f.testErr
 	}
 	f.tests++
+	f.actors = append(f.actors, a)
 	return nil
 }
 
-func (f *fakeSource) SetDirection(d dock.Direction) error {
+func (f *fakeSource) SetDirection(d dock.Direction, a Actor) error {
 	if !d.Valid() {
 		return errors.New("bad direction")
 	}
+	f.mu.Lock()
+	f.actors = append(f.actors, a)
+	f.mu.Unlock()
 	f.update(true, func(s *Snapshot) { s.Direction = d })
 	return nil
 }
 
 // Inject rejects data containing "BAD" and accepts the rest.
-func (f *fakeSource) Inject(ctx context.Context, reader string, data []byte, tag bool) (dock.CustodyEvent, error) {
+func (f *fakeSource) Inject(ctx context.Context, data []byte, tag bool, a Actor) (dock.CustodyEvent, error) {
 	f.mu.Lock()
-	f.injected = append(f.injected, SimulateRequest{Reader: reader, Data: string(data), Tag: tag})
+	f.injected = append(f.injected, SimulateRequest{Data: string(data), Tag: tag})
+	f.actors = append(f.actors, a)
 	f.seq++
-	ev := dock.CustodyEvent{Seq: f.seq, Reader: reader, Raw: string(data), Decision: dock.Decision{Verdict: dock.Accept, Reason: dock.ReasonOK}}
+	ev := dock.CustodyEvent{Seq: f.seq, Reader: dock.SimulatedReader, Simulated: true, Actor: a.Who, Via: a.Via,
+		Raw: string(data), Decision: dock.Decision{Verdict: dock.Accept, Reason: dock.ReasonOK}}
 	f.mu.Unlock()
 	if strings.Contains(string(data), "BAD") {
 		ev.Decision = dock.Decision{Verdict: dock.Reject, Reason: dock.ReasonUnknownLot}
@@ -119,7 +126,17 @@ func (f *fakeSource) Inject(ctx context.Context, reader string, data []byte, tag
 	return ev, nil
 }
 
+func (f *fakeSource) ReloadConfig(a Actor) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.actors = append(f.actors, a)
+	return nil
+}
+
 func (f *fakeSource) lightTests() int { f.mu.Lock(); defer f.mu.Unlock(); return f.tests }
+
+// changes counts the state changes the source was asked for.
+func (f *fakeSource) changes() int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.actors) }
 
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -190,7 +207,7 @@ func TestPageEmbedsSnapshotSafely(t *testing.T) {
 	evil := `</script><script>alert(1)</script>`
 	src.update(false, func(s *Snapshot) { s.Recent = []Scan{{Raw: evil, Verdict: dock.Reject, Reason: dock.ReasonBadScan}} })
 	rec := httptest.NewRecorder()
-	newServer(t, Config{}, src).handler(true).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	newServer(t, Config{}, src).handler(false).ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1:8080/", nil))
 	body := rec.Body.String()
 	if rec.Code != 200 || !strings.Contains(body, `<svg id="stack"`) {
 		t.Fatalf("page %d: %.200s", rec.Code, body)
@@ -206,7 +223,7 @@ func TestPageEmbedsSnapshotSafely(t *testing.T) {
 	}
 	for _, p := range []string{"/app.js", "/app.css"} {
 		rec := httptest.NewRecorder()
-		newServer(t, Config{}, src).handler(true).ServeHTTP(rec, httptest.NewRequest("GET", p, nil))
+		newServer(t, Config{}, src).handler(false).ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1:8080"+p, nil))
 		if rec.Code != 200 || rec.Body.Len() < 500 {
 			t.Fatalf("%s: %d, %d bytes", p, rec.Code, rec.Body.Len())
 		}
@@ -218,31 +235,32 @@ func TestActionAuthentication(t *testing.T) {
 	tests := []struct {
 		name       string
 		cfg        Config
-		loop       bool // listener on loopback
 		peer       string
 		user, pass string // basic auth when user != ""
 		ctype      string
 		origin     string
 		want       int
 	}{
-		{name: "loopback listener, loopback peer, no password", loop: true, peer: "127.0.0.1:5000", want: 200},
-		{name: "loopback listener, IPv6 loopback peer", loop: true, peer: "[::1]:5000", want: 200},
-		{name: "LAN listener without password disables buttons", loop: false, peer: "127.0.0.1:5000", want: 403},
-		{name: "LAN listener, LAN peer, no password", loop: false, peer: "10.0.0.5:5000", want: 403},
-		{name: "password set, none given", cfg: Config{PasswordSHA256: hash}, loop: true, peer: "127.0.0.1:5000", want: 401},
+		{name: "loopback peer, no credentials", peer: "127.0.0.1:5000", want: 401},
+		{name: "IPv6 loopback peer, no credentials", peer: "[::1]:5000", want: 401},
+		{name: "LAN peer, no credentials", peer: "10.0.0.5:5000", want: 401},
+		{name: "password set, none given", cfg: Config{PasswordSHA256: hash}, peer: "127.0.0.1:5000", want: 401},
 		{name: "password set, wrong password", cfg: Config{PasswordSHA256: hash}, peer: "10.0.0.5:5000", user: "technician", pass: "nope", want: 401},
 		{name: "password set, wrong user", cfg: Config{PasswordSHA256: hash}, peer: "10.0.0.5:5000", user: "root", pass: "s3cret", want: 401},
+		{name: "no password configured, basic auth given", peer: "127.0.0.1:5000", user: "technician", pass: "", want: 401},
 		{name: "password set, right password from LAN", cfg: Config{PasswordSHA256: hash}, peer: "10.0.0.5:5000", user: "technician", pass: "s3cret", want: 200},
+		{name: "password set, right password from loopback", cfg: Config{PasswordSHA256: hash}, peer: "127.0.0.1:5000", user: "technician", pass: "s3cret", want: 200},
 		{name: "custom user", cfg: Config{PasswordSHA256: hash, User: "ops"}, peer: "10.0.0.5:5000", user: "ops", pass: "s3cret", want: 200},
-		{name: "form post refused", loop: true, peer: "127.0.0.1:5000", ctype: "application/x-www-form-urlencoded", want: 415},
-		{name: "cross-origin refused", loop: true, peer: "127.0.0.1:5000", origin: "http://evil.example", want: 403},
-		{name: "same origin allowed", loop: true, peer: "127.0.0.1:5000", origin: "http://example.com", want: 200},
+		{name: "form post refused", cfg: Config{PasswordSHA256: hash}, peer: "127.0.0.1:5000", user: "technician", pass: "s3cret", ctype: "application/x-www-form-urlencoded", want: 415},
+		{name: "cross-origin refused", cfg: Config{PasswordSHA256: hash}, peer: "127.0.0.1:5000", user: "technician", pass: "s3cret", origin: "http://evil.example", want: 403},
+		{name: "Origin null refused", cfg: Config{PasswordSHA256: hash}, peer: "127.0.0.1:5000", user: "technician", pass: "s3cret", origin: "null", want: 403},
+		{name: "same origin allowed", cfg: Config{PasswordSHA256: hash}, peer: "127.0.0.1:5000", user: "technician", pass: "s3cret", origin: "http://127.0.0.1:8080", want: 200},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			src := newFakeSource()
-			h := newServer(t, tc.cfg, src).handler(tc.loop)
-			req := httptest.NewRequest("POST", "http://example.com/api/light-test", strings.NewReader("{}"))
+			h := newServer(t, tc.cfg, src).handler(false)
+			req := httptest.NewRequest("POST", "http://127.0.0.1:8080/api/light-test", strings.NewReader("{}"))
 			req.RemoteAddr = tc.peer
 			req.Header.Set("Content-Type", "application/json")
 			if tc.ctype != "" {
@@ -262,12 +280,15 @@ func TestActionAuthentication(t *testing.T) {
 			wantTests := 0
 			if tc.want == 200 {
 				wantTests = 1
+				if a := src.actors[0]; a.Via != ViaAPI || !strings.HasPrefix(a.Who, "user:") {
+					t.Fatalf("actor %+v", a)
+				}
 			}
 			if got := src.lightTests(); got != wantTests {
 				t.Fatalf("light tests run: %d, want %d", got, wantTests)
 			}
-			if tc.want == 401 && !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Basic ") {
-				t.Fatal("401 without a Basic challenge")
+			if rec.Header().Get("WWW-Authenticate") != "" {
+				t.Fatal("a Basic challenge makes browsers cache credentials (ambient authority): the API must not send one")
 			}
 		})
 	}
@@ -277,35 +298,46 @@ func TestReadsOpenUnlessAuthReads(t *testing.T) {
 	hash := HashPassword("pw")
 	for _, tc := range []struct {
 		authReads bool
-		want      int
-	}{{false, 200}, {true, 401}} {
+		page, api int
+	}{{false, 200, 200}, {true, http.StatusSeeOther, 401}} {
 		h := newServer(t, Config{PasswordSHA256: hash, AuthReads: tc.authReads}, newFakeSource()).handler(false)
-		for _, p := range []string{"/", "/api/status"} {
+		for p, want := range map[string]int{"/": tc.page, "/api/status": tc.api} {
 			rec := httptest.NewRecorder()
-			req := httptest.NewRequest("GET", p, nil)
+			req := httptest.NewRequest("GET", "http://10.1.1.2:8080"+p, nil)
 			req.RemoteAddr = "10.1.1.1:1"
 			h.ServeHTTP(rec, req)
-			if rec.Code != tc.want {
-				t.Fatalf("AuthReads=%v GET %s: %d, want %d", tc.authReads, p, rec.Code, tc.want)
+			if rec.Code != want {
+				t.Fatalf("AuthReads=%v GET %s: %d, want %d", tc.authReads, p, rec.Code, want)
 			}
 		}
-		// /login asks for the password and sends the browser back to the page.
+		// The login form signs the browser in and sends it back to the page,
+		// which then reads.
 		rec := httptest.NewRecorder()
-		req := httptest.NewRequest("GET", "/login", nil)
-		req.SetBasicAuth(DefaultUser, "pw")
+		req := httptest.NewRequest("POST", "http://10.1.1.2:8080/login", strings.NewReader("user=technician&password=pw"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "http://10.1.1.2:8080")
+		req.RemoteAddr = "10.1.1.1:1"
 		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusSeeOther {
-			t.Fatalf("login with password: %d", rec.Code)
+		if rec.Code != http.StatusSeeOther || len(rec.Result().Cookies()) != 1 {
+			t.Fatalf("login with password: %d %v", rec.Code, rec.Result().Cookies())
+		}
+		rec2 := httptest.NewRecorder()
+		req = httptest.NewRequest("GET", "http://10.1.1.2:8080/api/status", nil)
+		req.AddCookie(rec.Result().Cookies()[0])
+		h.ServeHTTP(rec2, req)
+		if rec2.Code != 200 {
+			t.Fatalf("read with the session: %d", rec2.Code)
 		}
 	}
 }
 
 func TestDirectionAndSimulate(t *testing.T) {
 	src := newFakeSource()
-	h := newServer(t, Config{}, src).handler(true)
+	h := newServer(t, Config{PasswordSHA256: HashPassword("pw")}, src).handler(false)
 	post := func(path, body string) (int, map[string]any) {
-		req := httptest.NewRequest("POST", path, strings.NewReader(body))
+		req := httptest.NewRequest("POST", "http://127.0.0.1:8080"+path, strings.NewReader(body))
 		req.RemoteAddr = "127.0.0.1:9"
+		req.SetBasicAuth(DefaultUser, "pw")
 		req.Header.Set("Content-Type", "application/json; charset=utf-8")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
@@ -328,7 +360,7 @@ func TestDirectionAndSimulate(t *testing.T) {
 		}},
 		{"/api/simulate", `{"reader":"rfid-1","data":"epc:3034F4"}`, 200, func(m map[string]any) bool {
 			last := src.injected[len(src.injected)-1]
-			return last.Tag && last.Data == "3034F4" && last.Reader == "rfid-1"
+			return last.Tag && last.Data == "3034F4" && m["reader"] == DefaultSimulate && m["simulated"] == true
 		}},
 		{"/api/simulate", `{"data":"LOT-BAD"}`, 200, func(m map[string]any) bool { return m["decision"] == "reject" && m["reason"] == "unknown_lot" }},
 		{"/api/simulate", `{"data":""}`, 400, nil},
@@ -345,7 +377,7 @@ func TestDirectionAndSimulate(t *testing.T) {
 	}
 	// GET on an action is not allowed.
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/light-test", nil))
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1:8080/api/light-test", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Fatalf("GET light-test: %d", rec.Code)
 	}
@@ -354,11 +386,12 @@ func TestDirectionAndSimulate(t *testing.T) {
 func TestLightTestFailureIsReported(t *testing.T) {
 	src := newFakeSource()
 	src.testErr = errors.New("light: stack light is not running")
-	req := httptest.NewRequest("POST", "/api/light-test", strings.NewReader("{}"))
+	req := httptest.NewRequest("POST", "http://127.0.0.1:8080/api/light-test", strings.NewReader("{}"))
 	req.RemoteAddr = "127.0.0.1:9"
 	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth(DefaultUser, "pw")
 	rec := httptest.NewRecorder()
-	newServer(t, Config{}, src).handler(true).ServeHTTP(rec, req)
+	newServer(t, Config{PasswordSHA256: HashPassword("pw")}, src).handler(false).ServeHTTP(rec, req)
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "not running") {
 		t.Fatalf("%d %s", rec.Code, rec.Body)
 	}
@@ -412,7 +445,7 @@ func TestEventStreamFollowsChanges(t *testing.T) {
 		t.Fatalf("first event %+v", first)
 	}
 	// A notified change (a scan) is pushed.
-	src.Inject(context.Background(), "scanner-1", []byte("LOT-BAD"), false)
+	src.Inject(context.Background(), []byte("LOT-BAD"), false, Actor{})
 	if got := r.next(); len(got.Recent) != 1 || got.Recent[0].Verdict != dock.Reject {
 		t.Fatalf("after scan: %+v", got.Recent)
 	}
@@ -487,38 +520,60 @@ func TestRunFailsOnBusyAddress(t *testing.T) {
 	}
 }
 
-// Five wrong passwords from one peer within a minute lock that peer out
-// (429, even with the right password) while another peer still signs in;
-// the lock lapses with the window.
-func TestWrongPasswordsLockThePeerOut(t *testing.T) {
+// Wrong passwords back a client off exponentially — never a wall, never
+// for another client: a flood from one peer leaves another peer's right
+// password working at once, and the flooding peer itself signs in with the
+// right password once its wait is over.
+func TestWrongPasswordsBackOffPerClient(t *testing.T) {
 	src := newFakeSource()
 	srv := newServer(t, Config{PasswordSHA256: HashPassword("s3cret")}, src)
+	now := time.Unix(1_800_000_000, 0)
+	srv.now = func() time.Time { return now }
 	h := srv.handler(false)
-	try := func(peer, pass string) int {
-		req := httptest.NewRequest("POST", "http://example.com/api/light-test", strings.NewReader("{}"))
+	try := func(peer, pass string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", "http://127.0.0.1:8080/api/light-test", strings.NewReader("{}"))
 		req.RemoteAddr = peer
 		req.Header.Set("Content-Type", "application/json")
 		req.SetBasicAuth(DefaultUser, pass)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
-		return rec.Code
+		return rec
 	}
-	for i := 0; i < maxFails; i++ {
-		if code := try("10.0.0.9:4000", "guess"); code != http.StatusUnauthorized {
-			t.Fatalf("wrong password %d: %d", i+1, code)
+	for i := 0; i < freeFailures; i++ {
+		if rec := try("10.0.0.9:4000", "guess"); rec.Code != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d: %d", i+1, rec.Code)
 		}
 	}
-	if code := try("10.0.0.9:4001", "s3cret"); code != http.StatusTooManyRequests {
-		t.Fatalf("locked-out peer with the right password: %d, want 429", code)
+	// The next try from that client must wait; the wait doubles per failure.
+	var waits []string
+	for i := 0; i < 4; i++ {
+		rec := try("10.0.0.9:4001", "s3cret")
+		if rec.Code != http.StatusTooManyRequests {
+			t.Fatalf("inside the wait, even the right password is not looked at: %d, want 429", rec.Code)
+		}
+		waits = append(waits, rec.Header().Get("Retry-After"))
+		now = now.Add(delayAfter(freeFailures+i) + time.Millisecond)
+		if rec := try("10.0.0.9:4002", "guess-again"); rec.Code != http.StatusUnauthorized {
+			t.Fatalf("after the wait a wrong password is checked: %d", rec.Code)
+		}
 	}
-	if code := try("10.0.0.7:4000", "s3cret"); code != http.StatusOK {
-		t.Fatalf("another peer: %d", code)
+	if strings.Join(waits, ",") != "1,2,4,8" {
+		t.Fatalf("Retry-After over successive failures: %v, want 1,2,4,8", waits)
 	}
-	if got := src.lightTests(); got != 1 {
-		t.Fatalf("light tests run: %d, want only the other peer's", got)
+	if rec := try("10.0.0.7:4000", "s3cret"); rec.Code != http.StatusOK {
+		t.Fatalf("another client's right password: %d", rec.Code)
 	}
-	later := time.Now().Add(failWindow + time.Second)
-	if srv.fails.blocked("10.0.0.9", later) {
-		t.Fatal("the lock did not lapse after the window")
+	now = now.Add(backoffMax)
+	if rec := try("10.0.0.9:4003", "s3cret"); rec.Code != http.StatusOK {
+		t.Fatalf("the flooding client's right password after its wait: %d", rec.Code)
+	}
+	if rec := try("10.0.0.9:4004", "guess"); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("a success clears the count: %d", rec.Code)
+	}
+	if got := src.lightTests(); got != 2 {
+		t.Fatalf("light tests run: %d, want 2", got)
+	}
+	if d := delayAfter(100); d != backoffMax {
+		t.Fatalf("delay after 100 failures %v, want the cap %v", d, backoffMax)
 	}
 }

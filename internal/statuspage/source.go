@@ -10,21 +10,29 @@
 // # Who may press buttons
 //
 // Reading (the page, GET /api/status, GET /api/events, GET /metrics) is open
-// unless Config.AuthReads is set. Actions (POST /api/light-test,
-// /api/direction, /api/simulate) are refused unless the caller is
-// authenticated:
+// unless Config.AuthReads is set. Nothing that changes state (POST
+// /api/light-test, /api/direction, /api/reload, /api/simulate, /logout) works without
+// authentication, from anywhere, loopback included:
 //
-//   - with a client certificate (Config.ClientCAFile set: the TLS handshake
-//     requires and verifies one; the certificate's common name is "who");
-//   - with HTTP basic auth (Config.PasswordSHA256 set): the SHA-256 of the
-//     presented password is compared with it in constant time;
-//   - with neither configured, only from a loopback peer and only when the
-//     server listens on a loopback address — the technician's own box (or
-//     an SSH tunnel to it) is the authentication.
+//   - a browser session (cookie), made by a one-time login link
+//     (Server.LoginLink; `dockd login-link` asks for one on the control
+//     socket), by the login form with the technician password, or by a
+//     client certificate; every state change must also carry the
+//     session's CSRF token (X-CSRF-Token, the page embeds it) and an
+//     Origin naming this very page;
+//   - HTTP basic auth with the technician password (Config.PasswordSHA256),
+//     for scripts; wrong passwords back off per client, exponentially;
+//   - a client certificate (Config.ClientCAFile), for non-browser clients;
+//   - the control socket (Server.ServeLocal), where the kernel names the
+//     local user (SO_PEERCRED): root, the station's user or its group.
 //
-// Every action is logged (slog, with who, the peer address and what).
-// POSTs must carry Content-Type: application/json, which a cross-site HTML
-// form cannot send, and an Origin header, when present, must match Host.
+// Every request on TCP passes a Host check (an IP literal, localhost, the
+// listen host or Config.AllowedHosts: DNS rebinding is refused) and an
+// Origin check (same origin only; Sec-Fetch-Site cross-site is refused but
+// for a plain navigation to the page or the login). Each refusal is logged
+// in one line with the reason ("refused"). Every action is handed to the
+// Source with its Actor (who and how), which records it for the audit
+// trail.
 package statuspage
 
 import (
@@ -45,15 +53,21 @@ type Source interface {
 	// function that unsubscribes and releases it. Sources that cannot
 	// notify may return a nil channel: the page then relies on polling.
 	Changes() (<-chan struct{}, func())
-	// LightTest runs the lamp test (every lamp and the buzzer in turn) and
-	// returns when it is over.
-	LightTest(ctx context.Context) error
-	// SetDirection switches the door between receiving and shipping.
-	SetDirection(d dock.Direction) error
-	// Inject runs data through the pipeline as if reader had read it (as
-	// an RFID EPC in hex when tag is true) and returns the custody event
-	// with its decision. The event is recorded like any other scan.
-	Inject(ctx context.Context, reader string, data []byte, tag bool) (dock.CustodyEvent, error)
+	// LightTest runs the lamp test (every lamp and the buzzer in turn) for
+	// a and returns when it is over; the Source records who asked.
+	LightTest(ctx context.Context, a Actor) error
+	// SetDirection switches the door between receiving and shipping for a
+	// and records who did.
+	SetDirection(d dock.Direction, a Actor) error
+	// ReloadConfig re-reads the station's config file for a, applies what
+	// can change without a restart, and records who did; an error says why
+	// nothing was applied.
+	ReloadConfig(a Actor) error
+	// Inject runs data through the pipeline as a simulated scan (as an RFID
+	// EPC in hex when tag is true) asked for by a, and returns the custody
+	// event with its decision. The event is recorded like any other scan,
+	// but always under reader dock.SimulatedReader and marked simulated.
+	Inject(ctx context.Context, data []byte, tag bool, a Actor) (dock.CustodyEvent, error)
 }
 
 // Snapshot is the state of a station as the page shows it. It is plain,
@@ -146,6 +160,11 @@ type Buffer struct {
 	Fill       float64 `json:"fill"`         // Bytes / budget
 	Alarm      bool    `json:"alarm"`
 	Full       bool    `json:"full"`
+	// Unconfirmed is set only with receipt delivery: events published to
+	// the broker that central has not receipted yet (still in Depth), and
+	// seconds since the oldest was first published.
+	Unconfirmed           *int    `json:"unconfirmed,omitempty"`
+	UnconfirmedOldestAgeS float64 `json:"unconfirmed_oldest_age_s,omitempty"`
 }
 
 // Broker is the MQTT uplink.

@@ -10,11 +10,15 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -149,5 +153,93 @@ func TestClientCertificates(t *testing.T) {
 	}
 	if src.lightTests() != 1 {
 		t.Fatalf("light tests %d after refused clients", src.lightTests())
+	}
+}
+
+// A browser presenting a client certificate sends it along on cross-site
+// requests too: with an Origin (a browser) a certificate alone is not
+// enough, the page's session and its CSRF token are needed.
+func TestClientCertificateBrowserNeedsCSRF(t *testing.T) {
+	pki := makePKI(t)
+	src := newFakeSource()
+	s, err := New(Config{TLSCertFile: pki.certFile, TLSKeyFile: pki.keyFile, ClientCAFile: pki.caFile}, src, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	base := "https://" + ln.Addr().String()
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{pki.client}}}}
+	req, _ := http.NewRequest("POST", base+"/api/light-test", strings.NewReader("{}"))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", base)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || src.lightTests() != 0 {
+		t.Fatalf("browser with a certificate, no CSRF token: %d (tests %d)", resp.StatusCode, src.lightTests())
+	}
+	// Loading the page signs the certificate's holder in: a secure session
+	// cookie and the token in the page.
+	resp, err = c.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`name="csrf-token" content="([0-9a-f]{64})"`).FindSubmatch(page)
+	if m == nil || len(resp.Cookies()) != 1 || !resp.Cookies()[0].Secure {
+		t.Fatalf("page for a certificate holder: token %q cookies %v", m, resp.Cookies())
+	}
+	req, _ = http.NewRequest("POST", base+"/api/light-test", strings.NewReader("{}"))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", base)
+	req.Header.Set(csrfHeader, string(m[1]))
+	req.AddCookie(resp.Cookies()[0])
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || src.lightTests() != 1 || src.actors[0].Who != "cert:tech-anna" || src.actors[0].Via != ViaPage {
+		t.Fatalf("with the session: %d %+v", resp.StatusCode, src.actors)
+	}
+}
+
+func TestHostAndOriginPolicy(t *testing.T) {
+	p, err := newHostPolicy([]string{"Dock-7.example.net", "box:8443"}, "0.0.0.0:8443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]bool{
+		"127.0.0.1:8080": true, "[::1]:8080": true, "10.2.3.4": true, "localhost:9000": true, "LOCALHOST": true,
+		"dock-7.example.net:8443": true, "DOCK-7.EXAMPLE.NET": true, "box": true,
+		"attacker.example:8080": false, "": false, "127.0.0.1.attacker.example": false, "localhost.attacker.example:80": false,
+		"dock-7.example.net.attacker.example": false, "::1": true, "fe80::1:zz": false,
+	} {
+		if got := p.allowed(host); got != want {
+			t.Errorf("Host %q allowed %v, want %v", host, got, want)
+		}
+	}
+	r := httptest.NewRequest("POST", "http://127.0.0.1:8080/api/x", nil)
+	for origin, want := range map[string]bool{
+		"http://127.0.0.1:8080": true, "HTTP://127.0.0.1:8080": true, "https://127.0.0.1:8080": false,
+		"http://127.0.0.1:8081": false, "http://127.0.0.1": false, "null": false, "http://127.0.0.1:8080/x": false,
+		"http://user@127.0.0.1:8080": false, "": false,
+	} {
+		if got := sameOrigin(origin, r); got != want {
+			t.Errorf("Origin %q same-origin %v, want %v", origin, got, want)
+		}
+	}
+	if _, err := newHostPolicy([]string{"*.example"}, ""); !errors.Is(err, ErrConfig) {
+		t.Errorf("wildcard allowed host: %v", err)
 	}
 }

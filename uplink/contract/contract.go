@@ -30,6 +30,17 @@ const (
 	AllowlistDeltaSchemaFile    = "allowlist-delta.schema.json"
 	AllowlistRowSchemaFile      = "allowlist-row.schema.json"
 	AllowlistAckSchemaFile      = "allowlist-ack.schema.json"
+	ReceiptSchemaFile           = "receipt.schema.json"
+	SeqGapSchemaFile            = "seq-gap.schema.json"
+	ReceiptProbeSchemaFile      = "receipt-probe.schema.json"
+)
+
+// Schema names ("schema" member) of the receipt and gap payloads.
+const (
+	ReceiptSchema = "dockd.receipt/1"
+	SeqGapSchema  = "dockd.seq-gap/1"
+	// ReceiptProbeSchema is the doctor's request for a receipt.
+	ReceiptProbeSchema = "dockd.receipt-probe/1"
 )
 
 // SchemaURL is the $id of a schema file: an identifier, never fetched.
@@ -48,6 +59,9 @@ const (
 	LevelReply     = "cmd-reply"
 	LevelEPCIS     = "epcis" // reserved for the optional EPCIS rendering
 	LevelAllowlist = "allowlist"
+	LevelReceipts  = "receipts" // central → station: what central has stored
+	// LevelReceiptProbe is where dockd doctor asks central for a receipt.
+	LevelReceiptProbe = "receipt-probe"
 )
 
 // InvalidReplyID is the reply topic level for a command whose id could not
@@ -73,6 +87,16 @@ func (t Topics) Base() string { return t.prefix() + "/" + t.Site + "/" + t.Door 
 
 // Events is where custody events are published (QoS 1, not retained).
 func (t Topics) Events() string { return t.Base() + "/" + LevelEvents }
+
+// Receipts is where central confirms what it has durably stored (QoS 1,
+// not retained; payload receipt.schema.json). The station subscribes to it
+// when mqtt.delivery is receipt.
+func (t Topics) Receipts() string { return t.Base() + "/" + LevelReceipts }
+
+// ReceiptProbe is where dockd doctor asks central to answer with a receipt
+// (payload receipt-probe.schema.json); central subscribes to
+// PREFIX/+/+/receipt-probe.
+func (t Topics) ReceiptProbe() string { return t.Base() + "/" + LevelReceiptProbe }
 
 // Status is the retained status and last-will topic.
 func (t Topics) Status() string { return t.Base() + "/" + LevelStatus }

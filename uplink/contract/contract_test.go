@@ -11,8 +11,8 @@ import (
 
 func TestSchemasCompile(t *testing.T) {
 	files, err := fs.Glob(contract.Schemas, "*.schema.json")
-	if err != nil || len(files) != 9 {
-		t.Fatalf("embedded schemas %v (%v), want 9", files, err)
+	if err != nil || len(files) != 12 {
+		t.Fatalf("embedded schemas %v (%v), want 12", files, err)
 	}
 	for _, f := range files {
 		if _, err := contracttest.Compile(f); err != nil {
@@ -31,6 +31,8 @@ func TestTopics(t *testing.T) {
 		{tp.Reply("c-1"), "dockd/v1/hh/d9/cmd-reply/c-1"},
 		{tp.ReplyFilter(), "dockd/v1/hh/d9/cmd-reply/+"},
 		{tp.AllowlistFilter(), "dockd/v1/hh/allowlist/#"},
+		{tp.Receipts(), "dockd/v1/hh/d9/receipts"},
+		{tp.ReceiptProbe(), "dockd/v1/hh/d9/receipt-probe"},
 		{contract.Topics{Prefix: "acme/dockd/v1", Site: "hh", Door: "d9"}.Events(), "acme/dockd/v1/hh/d9/events"},
 	} {
 		if tc.got != tc.want {
@@ -75,6 +77,12 @@ func TestExamples(t *testing.T) {
 		{"allowlist delta without base", contract.AllowlistDeltaSchemaFile, `{"schema":"dockd.allowlist-delta/1","version":"v2","seq":2,"sha256":"` + strings.Repeat("ab", 32) + `"}`, false},
 		{"allowlist row", contract.AllowlistRowSchemaFile, `{"gtin":"09506000134352","lot":"L1","status":"recalled","recall_id":"RC-1"}`, true},
 		{"allowlist row, bad status", contract.AllowlistRowSchemaFile, `{"gtin":"09506000134352","lot":"L1","status":"gone"}`, false},
+		{"receipt", contract.ReceiptSchemaFile, `{"schema":"dockd.receipt/1","station":"hamburg-door-9","upto":1042,"time":"2026-01-15T09:30:13Z","collector":"central-1"}`, true},
+		{"receipt upto negative", contract.ReceiptSchemaFile, `{"schema":"dockd.receipt/1","station":"s","upto":-1,"time":"2026-01-15T09:30:13Z","collector":"c"}`, false},
+		{"receipt without station", contract.ReceiptSchemaFile, `{"schema":"dockd.receipt/1","upto":1,"time":"2026-01-15T09:30:13Z","collector":"c"}`, false},
+		{"receipt probe", contract.ReceiptProbeSchemaFile, `{"schema":"dockd.receipt-probe/1","station":"hamburg-door-9","id":"7f3a","time":"2026-01-15T09:30:13Z"}`, true},
+		{"seq gap", contract.SeqGapSchemaFile, `{"schema":"dockd.seq-gap/1","kind":"gap","id":"0b7e4f0e-9d62-4f43-8a55-0c8f2d9c1a12","seq":45,"site":"hamburg","station":"hamburg-door-9","door":"door-9","time":"2026-01-15T09:30:14Z","from":43,"to":44,"reason":"buffer commit failed: no space left on device"}`, true},
+		{"seq gap without range", contract.SeqGapSchemaFile, `{"schema":"dockd.seq-gap/1","kind":"gap","id":"0b7e4f0e-9d62-4f43-8a55-0c8f2d9c1a12","seq":45,"site":"h","station":"h-d","door":"d","time":"2026-01-15T09:30:14Z","reason":"x"}`, false},
 		{"allowlist ack rejected without reason", contract.AllowlistAckSchemaFile, `{"schema":"dockd.allowlist-ack/1","topic":"t","kind":"delta","seq":3,"status":"rejected","active_version":"v1","active_seq":1}`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

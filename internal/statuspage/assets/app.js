@@ -77,7 +77,7 @@
     var b = s.buffer || {};
     $("buf-depth").textContent = b.depth + " queued";
     $("buf-depth").className = "v" + (b.full || b.alarm ? " bad" : "");
-    $("buf-detail").textContent = bytes(b.bytes || 0) + (b.depth ? " · oldest " + dur(b.oldest_age_s || 0) : "") + (b.full ? " · FULL" : b.alarm ? " · ALARM" : "");
+    $("buf-detail").textContent = bytes(b.bytes || 0) + (b.depth ? " · oldest " + dur(b.oldest_age_s || 0) : "") + (b.unconfirmed != null ? " · " + b.unconfirmed + " unconfirmed" + (b.unconfirmed ? " (oldest " + dur(b.unconfirmed_oldest_age_s || 0) + ")" : "") : "") + (b.full ? " · FULL" : b.alarm ? " · ALARM" : "");
     var br = s.broker || {};
     $("broker").textContent = !br.configured ? "none" : br.connected ? "connected" : "OFFLINE";
     $("broker").className = "v" + (br.configured ? (br.connected ? " ok" : " bad") : "");
@@ -137,12 +137,19 @@
     es.onerror = function () { startPolling(); };
   }
 
+  // The session's CSRF token, embedded by the server; empty when signed out.
+  var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  var who = $("who"), user = who.dataset.user;
+  if (user) { who.textContent = "signed in as " + user; }
+  else { var a = el("a", "", "sign in"); a.href = "login"; who.appendChild(a); }
+
   function post(path, body, what) {
     var msg = $("msg");
+    if (!csrf) { msg.textContent = "sign in needed"; location.href = "login"; return Promise.resolve(); }
     msg.textContent = what + "…";
     return fetch(path, {
       method: "POST", cache: "no-store", credentials: "same-origin",
-      headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {})
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(body || {})
     }).then(function (r) {
       if (r.status === 401) { msg.textContent = "sign in needed"; location.href = "login"; return; }
       return r.json().then(function (j) {

@@ -24,40 +24,43 @@ const DefaultCommit = "ff2eb4bfc8f6"
 // reported as a warning by Generate and left out of the table (the component
 // is then checked for length and character set only).
 var Linters = map[string]string{
-	"csum":          "lintCsum",
-	"csumalpha":     "lintCsumAlpha",
-	"gcppos1":       "lintGCPPos1",
-	"gcppos2":       "lintGCPPos2",
-	"hasnondigit":   "lintHasNonDigit",
-	"hh":            "lintHH",
-	"hhmi":          "lintHHMI",
-	"hhmm":          "lintHHMI",
-	"mi":            "lintMI",
-	"ss":            "lintSS",
-	"hyphen":        "lintHyphen",
-	"iban":          "lintIBAN",
-	"importeridx":   "lintImporterIdx",
-	"iso3166":       "lintISO3166",
-	"iso3166999":    "lintISO3166999",
-	"iso3166alpha2": "lintISO3166Alpha2",
-	"iso4217":       "lintISO4217",
-	"iso5218":       "lintISO5218",
-	"latitude":      "lintLatitude",
-	"longitude":     "lintLongitude",
-	"mediatype":     "lintMediaType",
-	"nonzero":       "lintNonZero",
-	"nozeroprefix":  "lintNoZeroPrefix",
-	"pcenc":         "lintPcEnc",
-	"pieceoftotal":  "lintPieceOfTotal",
-	"posinseqslash": "lintPosInSeqSlash",
-	"winding":       "lintWinding",
-	"yesno":         "lintYesNo",
-	"yymmd0":        "lintYYMMD0",
-	"yymmdd":        "lintYYMMDD",
-	"yymmddhh":      "lintYYMMDDHH",
-	"yyyymmd0":      "lintYYYYMMD0",
-	"yyyymmdd":      "lintYYYYMMDD",
-	"zero":          "lintZero",
+	"csum":           "lintCsum",
+	"couponcode":     "lintCouponCode",
+	"couponposoffer": "lintCouponPosOffer",
+	"csumalpha":      "lintCsumAlpha",
+	"gcppos1":        "lintGCPPos1",
+	"gcppos2":        "lintGCPPos2",
+	"hasnondigit":    "lintHasNonDigit",
+	"hh":             "lintHH",
+	"hhmi":           "lintHHMI",
+	"hhmm":           "lintHHMI",
+	"mi":             "lintMI",
+	"ss":             "lintSS",
+	"hyphen":         "lintHyphen",
+	"iban":           "lintIBAN",
+	"importeridx":    "lintImporterIdx",
+	"iso3166":        "lintISO3166",
+	"iso3166999":     "lintISO3166999",
+	"iso3166alpha2":  "lintISO3166Alpha2",
+	"iso4217":        "lintISO4217",
+	"iso5218":        "lintISO5218",
+	"latitude":       "lintLatitude",
+	"longitude":      "lintLongitude",
+	"mediatype":      "lintMediaType",
+	"nonzero":        "lintNonZero",
+	"nozeroprefix":   "lintNoZeroPrefix",
+	"packagetype":    "lintPackageType",
+	"pcenc":          "lintPcEnc",
+	"pieceoftotal":   "lintPieceOfTotal",
+	"posinseqslash":  "lintPosInSeqSlash",
+	"winding":        "lintWinding",
+	"yesno":          "lintYesNo",
+	"yymmd0":         "lintYYMMD0",
+	"yymmdd":         "lintYYMMDD",
+	"yymmddhh":       "lintYYMMDDHH",
+	"yyyymmd0":       "lintYYYYMMD0",
+	"yyyymmdd":       "lintYYYYMMDD",
+	"zero":           "lintZero",
 }
 
 // Component is one part of an AI's data field.
@@ -356,4 +359,88 @@ func quoteList(ss []string) string {
 		q[i] = strconv.Quote(s)
 	}
 	return strings.Join(q, ", ")
+}
+
+// CodeLists are the lists GenerateCodes requires, in output order, with the
+// Go constant each becomes in package scan.
+var CodeLists = []struct{ Name, Const string }{
+	{"iso4217", "codesISO4217"},
+	{"iso3166", "codesISO3166"},
+	{"iso3166alpha2", "codesISO3166Alpha2"},
+	{"packagetype", "codesPackageType"},
+}
+
+// ParseCodeLists reads the code-list file (gs1data/codelists.txt): "#"
+// comments, "[name]" headers, then white-space separated codes. Every list
+// in CodeLists must be present and non-empty, no code may repeat within a
+// list, and codes must be upper-case letters and digits.
+func ParseCodeLists(src []byte) (map[string][]string, error) {
+	lists := map[string][]string{}
+	cur := ""
+	for n, line := range strings.Split(string(src), "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
+			cur = line[1 : len(line)-1]
+			if _, dup := lists[cur]; dup {
+				return nil, fmt.Errorf("aigen: code lists line %d: list %q defined twice", n+1, cur)
+			}
+			lists[cur] = nil
+			continue
+		}
+		if cur == "" {
+			return nil, fmt.Errorf("aigen: code lists line %d: codes before the first [list] header", n+1)
+		}
+		for _, c := range strings.Fields(line) {
+			for i := 0; i < len(c); i++ {
+				if !(c[i] >= '0' && c[i] <= '9' || c[i] >= 'A' && c[i] <= 'Z') {
+					return nil, fmt.Errorf("aigen: code lists line %d: code %q in [%s] is not upper-case letters and digits", n+1, c, cur)
+				}
+			}
+			lists[cur] = append(lists[cur], c)
+		}
+	}
+	for _, l := range CodeLists {
+		codes := lists[l.Name]
+		if len(codes) == 0 {
+			return nil, fmt.Errorf("aigen: code lists: list [%s] is missing or empty", l.Name)
+		}
+		seen := map[string]bool{}
+		for _, c := range codes {
+			if seen[c] {
+				return nil, fmt.Errorf("aigen: code lists: %q listed twice in [%s]", c, l.Name)
+			}
+			seen[c] = true
+		}
+	}
+	return lists, nil
+}
+
+// GenerateCodes returns the gofmt-formatted Go source of codes_gen.go for
+// package scan: one string constant per list, codes sorted and separated by
+// single spaces.
+func GenerateCodes(src []byte) ([]byte, error) {
+	lists, err := ParseCodeLists(src)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	b.WriteString("// Code generated by internal/scan/internal/aigen from gs1data/codelists.txt. DO NOT EDIT.\n\n")
+	b.WriteString("package scan\n\n")
+	for _, l := range CodeLists {
+		codes := append([]string(nil), lists[l.Name]...)
+		sort.Strings(codes)
+		fmt.Fprintf(&b, "// %s is the [%s] list of gs1data/codelists.txt (%d codes).\n", l.Const, l.Name, len(codes))
+		fmt.Fprintf(&b, "const %s = %q\n\n", l.Const, strings.Join(codes, " "))
+	}
+	out, err := format.Source(b.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("aigen: formatting generated code lists: %w", err)
+	}
+	return out, nil
 }
