@@ -21,9 +21,10 @@ func firstInFile(t *testing.T, q *Queue) uint64 {
 	return recs[0].Seq
 }
 
-// AckDeferred counts records delivered at once and deletes them later: with
-// the next append's commit, after AckDelay, once AckBatch wait, at Close —
-// and never above Retain.
+// AckDeferred writes no commit of its own: the delivered mark rides with
+// the next append's commit (then Stats counts the records delivered), or is
+// written AckDelay after the last append; the records leave the file with
+// a later commit, never above Retain, and at Close.
 func TestAckDeferred(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "q.db")
 	var retain atomic.Uint64
@@ -35,14 +36,14 @@ func TestAckDeferred(t *testing.T) {
 	if err := q.AckDeferred(3); err != nil {
 		t.Fatal(err)
 	}
-	if st := q.Stats(); st.Depth != 2 || st.LastAckSeq != 3 || st.OldestSeq != 4 || st.Bytes != int64(totalLen(4, 5)) {
-		t.Fatalf("stats after AckDeferred(3): %+v", st)
+	if st := q.Stats(); st.LastAckSeq != 0 || st.Depth != 5 {
+		t.Fatalf("AckDeferred(3) counted before its mark was written: %+v", st)
 	}
-	if f := firstInFile(t, q); f != 1 {
-		t.Fatalf("records deleted at once (file starts at %d)", f)
+	appendT(t, q, payloadFor) // seq 6: its commit carries the mark
+	if st := q.Stats(); st.Depth != 3 || st.LastAckSeq != 3 || st.OldestSeq != 4 || st.Bytes != int64(totalLen(4, 6)) {
+		t.Fatalf("stats after the append that carried the mark: %+v", st)
 	}
-	// Retain 0: an append's commit may not delete them, nor the timer.
-	appendT(t, q, payloadFor)
+	// Retain 0: nothing leaves the file, not with appends, not by the timer.
 	time.Sleep(2 * o.AckDelay)
 	if f := firstInFile(t, q); f != 1 {
 		t.Fatalf("deleted above Retain (file starts at %d)", f)
@@ -53,16 +54,16 @@ func TestAckDeferred(t *testing.T) {
 	if f := firstInFile(t, q); f != 4 {
 		t.Fatalf("after an append with Retain 3 the file starts at %d, want 4", f)
 	}
-	// No append follows: the AckDelay timer deletes.
+	// No append follows: the AckDelay timer writes the mark and deletes.
 	retain.Store(100)
 	if err := q.AckDeferred(5); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the AckDelay deletion", func() bool { return firstInFile(t, q) == 6 })
+	waitFor(t, "the AckDelay commit", func() bool { return firstInFile(t, q) == 6 && q.Stats().LastAckSeq == 5 })
 	if err := q.AckDeferred(99); !errors.Is(err, ErrAckAhead) {
 		t.Fatalf("AckDeferred beyond the newest: %v", err)
 	}
-	// Close deletes what is still waiting; a reopen sees it durable.
+	// Close writes what is still waiting; a reopen sees it durable.
 	if err := q.AckDeferred(7); err != nil {
 		t.Fatal(err)
 	}
@@ -85,14 +86,14 @@ func TestAckDeferredBatchAndDurableAck(t *testing.T) {
 	if err := q.AckDeferred(2); err != nil {
 		t.Fatal(err)
 	}
-	if f := firstInFile(t, q); f != 1 {
-		t.Fatalf("2 records (< AckBatch) deleted at once: file starts at %d", f)
+	if f, st := firstInFile(t, q), q.Stats(); f != 1 || st.LastAckSeq != 0 {
+		t.Fatalf("2 records (< AckBatch) written at once: file starts at %d, %+v", f, st)
 	}
 	if err := q.AckDeferred(4); err != nil {
 		t.Fatal(err)
 	}
-	if f := firstInFile(t, q); f != 5 {
-		t.Fatalf("4 waiting records (>= AckBatch 3): file starts at %d, want 5", f)
+	if f, st := firstInFile(t, q), q.Stats(); f != 5 || st.LastAckSeq != 4 {
+		t.Fatalf("4 waiting records (>= AckBatch 3): file starts at %d, want 5; %+v", f, st)
 	}
 	if err := q.AckDeferred(6); err != nil {
 		t.Fatal(err)

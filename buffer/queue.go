@@ -40,9 +40,12 @@ const (
 	// DefaultPendingMax is the number of records Pending returns when it
 	// is called with max <= 0.
 	DefaultPendingMax = 1000
-	// DefaultAckDelay and DefaultAckBatch bound how long and how many
-	// delivered records wait for their deletion commit (AckDeferred).
-	DefaultAckDelay = 5 * time.Second
+	// DefaultAckDelay and DefaultAckBatch bound how long (after the last
+	// append) and how many delivered records wait for the commit that
+	// writes their mark (AckDeferred). Scans closer together than
+	// DefaultAckDelay (0.5 scans/s and up) carry the marks in their own
+	// commits for free.
+	DefaultAckDelay = 3 * time.Second
 	DefaultAckBatch = 4096
 )
 
@@ -90,11 +93,11 @@ type Options struct {
 	// rebuilt from them after a crash. Called from the writer goroutine;
 	// it must be quick. Ack (the durable form) ignores it.
 	Retain func() uint64
-	// AckDelay is how long records marked delivered by AckDeferred may
-	// wait for a commit that deletes them (default 5s). Deletions ride
-	// free on the next append commit; only when no append comes within
-	// AckDelay (or AckBatch records are waiting) does the writer commit a
-	// deletion on its own.
+	// AckDelay is how long after the last append the delivered mark of
+	// AckDeferred (and the deletion of delivered records) may wait for a
+	// commit (default 3s). They ride free on append commits; only when no
+	// append comes within AckDelay (or AckBatch records are waiting) does
+	// the writer commit them on their own.
 	AckDelay time.Duration
 	// AckBatch is how many delivered records make the writer delete them
 	// without waiting for AckDelay (default 4096).
@@ -205,6 +208,8 @@ type Queue struct {
 	st state
 
 	nextSeq uint64 // next sequence number to hand out; writer goroutine only
+
+	pendingAck uint64 // AckDeferred's mark not yet written; set by the writer, under mu
 
 	// gap is the run of sequence numbers skipped by failed commits and not
 	// yet declared by a gap record (gap.from == 0: none). Writer goroutine
@@ -381,14 +386,15 @@ func (q *Queue) Ack(seq uint64) error {
 	return q.ack(seq, false)
 }
 
-// AckDeferred marks every record with Seq <= seq delivered at once — Stats
-// no longer counts them and the byte budget is freed — and deletes them
-// from the file later: with the next append's commit (no extra write), or
-// on its own commit after Options.AckDelay or once Options.AckBatch records
-// wait, and at Close. Records above Options.Retain() stay in the file until
-// Retain catches up. After a crash, records marked delivered but not yet
-// deleted are in the file again (Pending returns them): the uplink resends
-// them, a duplicate, never a loss. Errors as for Ack.
+// AckDeferred marks every record with Seq <= seq delivered, without a
+// commit of its own: the delivered mark is written with the next append's
+// commit (it costs no extra page there), or on its own commit once no
+// append came for Options.AckDelay or Options.AckBatch records wait, and at
+// Close. Stats counts the records delivered (and the byte budget frees)
+// once the mark is durable; from then on they are not sent again, also
+// after a crash. The records themselves leave the file with a later commit,
+// not above Options.Retain(). A crash before the mark is durable means
+// resending them: a duplicate, never a loss. Errors as for Ack.
 func (q *Queue) AckDeferred(seq uint64) error {
 	return q.ack(seq, true)
 }
@@ -516,7 +522,7 @@ func (q *Queue) writer() {
 	timer.Stop()
 	armed := false
 	for {
-		if !armed && q.deletionWaiting() {
+		if !armed && q.lazyWork() {
 			timer.Reset(q.opts.AckDelay)
 			armed = true
 		}
@@ -528,7 +534,7 @@ func (q *Queue) writer() {
 			q.commit(nil, nil, true)
 			continue
 		case <-q.stop:
-			if q.deletionWaiting() {
+			if q.lazyWork() {
 				q.commit(nil, nil, true)
 			}
 			return
@@ -542,7 +548,11 @@ func (q *Queue) writer() {
 				break drain
 			}
 		}
-		q.commit(batch, results[:len(batch)], false)
+		if q.commit(batch, results[:len(batch)], false) > 0 && armed {
+			// Appends are flowing: the lazy work rides with them; the
+			// timer only catches the end of the flow.
+			timer.Reset(q.opts.AckDelay)
+		}
 		clear(batch)
 		// Let the appenders just answered run and queue their next record
 		// before the next group is drained (bigger groups under load). A
@@ -552,11 +562,12 @@ func (q *Queue) writer() {
 	}
 }
 
-// deletionWaiting reports whether delivered records still sit in the file.
-func (q *Queue) deletionWaiting() bool {
+// lazyWork reports whether a delivered mark waits to be written or
+// delivered records still sit in the file. Writer goroutine only.
+func (q *Queue) lazyWork() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.st.lastAck > q.st.fileAck
+	return q.pendingAck > q.st.lastAck || q.st.lastAck > q.st.fileAck
 }
 
 // deleteTarget is how far the file may be trimmed: the delivered mark,
@@ -573,9 +584,10 @@ func (q *Queue) deleteTarget(ns *state) uint64 {
 var errNoChange = errors.New("no change")
 
 // commit runs one group transaction and delivers every request's result.
-// force (the AckDelay timer, Close) commits waiting deletions even when
-// the group appends nothing.
-func (q *Queue) commit(batch []*request, results []result, force bool) {
+// force (the AckDelay timer, Close) commits the waiting delivered mark and
+// deletions even when the group appends nothing. It returns how many
+// records it stored.
+func (q *Queue) commit(batch []*request, results []result, force bool) int {
 	clear(results)
 	q.mu.Lock()
 	base := q.st
@@ -583,7 +595,10 @@ func (q *Queue) commit(batch []*request, results []result, force bool) {
 
 	ns := base
 	next := q.nextSeq
-	appended, deleted := 0, false
+	appended, deleted, marked := 0, false, false
+	q.mu.Lock()
+	pendingAck := q.pendingAck
+	q.mu.Unlock()
 	now := time.Now()
 
 	q.commits.Add(1)
@@ -609,12 +624,14 @@ func (q *Queue) commit(batch []*request, results []result, force bool) {
 					results[i].err = fmt.Errorf("%w: ack %d, newest is %d", ErrAckAhead, r.ackSeq, next-1)
 					continue
 				}
+				if r.lazy {
+					pendingAck = max(pendingAck, r.ackSeq)
+					continue
+				}
 				if err := q.markDelivered(recs, &ns, r.ackSeq, now); err != nil {
 					return err
 				}
-				if !r.lazy {
-					durableAck = max(durableAck, r.ackSeq)
-				}
+				durableAck = max(durableAck, r.ackSeq)
 				continue
 			}
 			if ns.bytes >= q.opts.MaxBytes {
@@ -647,9 +664,16 @@ func (q *Queue) commit(batch []*request, results []result, force bool) {
 			next++
 			appended++
 		}
-		// Delete what was delivered: a durable Ack's records now; deferred
-		// ones when this commit writes anyway, when enough wait, or when
-		// forced (AckDelay, Close).
+		// The delivered mark of AckDeferred: with this commit when it
+		// writes anyway, when enough wait, or when forced (AckDelay, Close).
+		if pendingAck > ns.lastAck && (appended > 0 || durableAck > 0 || force || pendingAck-ns.lastAck >= uint64(q.opts.AckBatch)) {
+			if err := q.markDelivered(recs, &ns, pendingAck, now); err != nil {
+				return err
+			}
+			marked = true
+		}
+		// Delete what was delivered: a durable Ack's records now; others
+		// when this commit writes anyway, when enough wait, or when forced.
 		target := max(durableAck, q.deleteTarget(&ns))
 		if target > ns.fileAck && (durableAck > 0 || appended > 0 || force || target-ns.fileAck >= uint64(q.opts.AckBatch)) {
 			if err := q.deleteUpTo(recs, &ns, target); err != nil {
@@ -657,7 +681,7 @@ func (q *Queue) commit(batch []*request, results []result, force bool) {
 			}
 			deleted = true
 		}
-		if appended == 0 && !deleted {
+		if appended == 0 && !deleted && !marked {
 			return errNoChange
 		}
 		if err := meta.Put(keyNextSeq, u64(next)); err != nil {
@@ -685,6 +709,9 @@ func (q *Queue) commit(batch []*request, results []result, force bool) {
 			}
 		}
 		q.nextSeq = next
+		q.mu.Lock()
+		q.pendingAck = pendingAck
+		q.mu.Unlock()
 		if err == nil && gapStored {
 			// storeGap put the record for the pending run in this commit.
 			q.log.Warn("sequence gap declared", "path", q.path, "from", q.gap.from, "to", q.gap.to, "reason", q.gap.reason)
@@ -709,6 +736,9 @@ func (q *Queue) commit(batch []*request, results []result, force bool) {
 			q.gap.reason = fmt.Sprintf("buffer commit failed: %v", err)
 		}
 		q.nextSeq = next
+		q.mu.Lock()
+		q.pendingAck = pendingAck // acknowledgements stay true; the mark is written later
+		q.mu.Unlock()
 		cerr := fmt.Errorf("%w: %d requests to %s: %w", ErrCommit, len(batch), q.path, err)
 		q.log.Error("buffer commit failed", "path", q.path, "requests", len(batch), "err", err)
 		for i := range results {
@@ -729,6 +759,7 @@ func (q *Queue) commit(batch []*request, results []result, force bool) {
 	for i, r := range batch {
 		r.res <- results[i]
 	}
+	return appended
 }
 
 // storeGap puts the gap record for the pending run of skipped sequence

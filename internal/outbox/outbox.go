@@ -65,10 +65,10 @@ func (o Outbox) Pending(after uint64, max int) ([]uplink.Record, error) {
 // Ack marks every event up to seq (or up to Floor if that is lower)
 // delivered. This is the one place delivery acknowledgements (broker
 // PUBACKs, central receipts) reach the buffer, and it batches their disk
-// writes: the buffer deletes delivered events with its next append commit,
+// writes: the buffer writes the delivered mark with its next append commit,
 // or on its own after buffer.Options.AckDelay / AckBatch
-// (Queue.AckDeferred). A crash before that commit means resending them — a
-// duplicate, never a loss.
+// (Queue.AckDeferred), and deletes the events later. A crash before that
+// commit means resending them — a duplicate, never a loss.
 func (o Outbox) Ack(seq uint64) error {
 	if o.Floor != nil {
 		seq = min(seq, o.Floor())
