@@ -191,7 +191,7 @@ func (c *Client) session(ctx context.Context, gen uint64) (wasUp bool, err error
 						log.Error("outbox returned a record out of order; skipped", "seq", r.Seq, "after_seq", lastSent)
 						continue
 					}
-					tok := cli.Publish(c.cfg.EventsTopic, 1, false, r.Payload)
+					tok := c.publishRecord(cli, r)
 					q = append(q, pub{seq: r.Seq, tok: tok, sent: time.Now()})
 					if c.receiptMode() {
 						c.unconf.sent([]uint64{r.Seq}, c.confirmed.Load(), q[len(q)-1].sent)

@@ -95,6 +95,13 @@ type Config struct {
 	StatusTopic string
 	// Will is the offline status, e.g. {"state":"offline"}.
 	Will []byte
+	// Extra, when set, derives further messages from a record (e.g. its
+	// EPCIS rendering). They are published after the record on every
+	// (re)send, at QoS 1 and not retained, and the record is acknowledged
+	// only when the event and all of them were. Extra must be a pure
+	// function of the record, so a resend is byte-identical; it is called
+	// from the publishing goroutine and must not block.
+	Extra func(Record) []Message
 
 	// Delivery is DeliveryBroker (the default) or DeliveryReceipt. In
 	// receipt mode the Client subscribes to ReceiptsTopic, accepts receipts

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dockd/dockd/internal/dock"
+	"github.com/dockd/dockd/internal/epcis/epcistest"
 	"github.com/dockd/dockd/internal/testkit"
 	"github.com/dockd/dockd/uplink/contract"
 	"github.com/dockd/dockd/uplink/contract/contracttest"
@@ -17,7 +18,7 @@ import (
 // payload a subscriber receives against uplink/contract's JSON Schemas:
 // each event, each retained status, and the offline status on shutdown.
 func TestPayloadsFollowTheContract(t *testing.T) {
-	s := startStation(t)
+	s := startStationWith(t, func(_, y string) string { return epcisSection(y) })
 	scans := []struct {
 		data   string
 		reason dock.Reason
@@ -41,9 +42,13 @@ func TestPayloadsFollowTheContract(t *testing.T) {
 	}
 	waitEvents(t, s.sub, len(scans), 15*time.Second)
 
-	events, statuses := 0, 0
+	s.sub.WaitFor(t, func(ms []testkit.Message) bool { return len(epcisDocs(t, ms)) >= len(scans)-2 }, 15*time.Second)
+	events, statuses, docs := 0, 0, 0
 	for _, m := range s.sub.Messages() {
 		switch {
+		case strings.HasSuffix(m.Topic, "/"+contract.LevelEPCIS):
+			docs++
+			epcistest.Require(t, m.Payload)
 		case strings.HasSuffix(m.Topic, "/"+contract.LevelEvents):
 			events++
 			contracttest.Require(t, contract.EventSchemaFile, m.Payload)
@@ -56,8 +61,8 @@ func TestPayloadsFollowTheContract(t *testing.T) {
 			}
 		}
 	}
-	if events < len(scans) || statuses == 0 {
-		t.Fatalf("validated %d events and %d statuses; want %d events and a status", events, statuses, len(scans))
+	if events < len(scans) || statuses == 0 || docs != len(scans)-2 {
+		t.Fatalf("validated %d events, %d statuses and %d EPCIS documents; want %d events, a status and %d documents (none for the 2 bad scans)", events, statuses, docs, len(scans), len(scans)-2)
 	}
 
 	// A clean shutdown publishes the offline status, which follows the

@@ -155,7 +155,7 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 	}
 	d.station = station.New(station.Config{
 		Site: cfg.Station.Site, Door: cfg.Station.Door, StationID: cfg.Station.ID, Direction: cfg.Station.Direction,
-		Policy: policyOf(cfg.Policy), ClockSynced: clockSynced,
+		Policy: policyOf(cfg.Policy), ClockSynced: clockSynced, Location: cfg.Station.Location(),
 	}, dec, d.list, d.outbox(), d.light, log.With("part", "station"))
 
 	for _, rc := range cfg.Readers {
@@ -341,6 +341,7 @@ func (d *daemon) newUplink() (*uplink.Client, error) {
 		Broker: m.Broker, ClientID: m.ClientID, Username: m.Username, Password: password, TLS: tlsCfg,
 		EventsTopic: base + "/events", StatusTopic: base + "/status", Will: will,
 		InFlight: m.InFlight, KeepAlive: m.KeepAlive, AckTimeout: m.AckTimeout,
+		Extra: d.epcisExtra(contract.Topics{Prefix: m.TopicPrefix, Site: d.cfg.Station.Site, Door: d.cfg.Station.Door}.EPCIS()),
 	}
 	d.deliveryConfig(&uc)
 	up, err := uplink.New(uc, d.outbox(), d.log.With("part", "uplink"))
@@ -381,7 +382,8 @@ func (d *daemon) reloadConfig() error {
 	}
 	var restart []string
 	for name, same := range map[string]bool{
-		"station (other than direction)": next.Station.Site == d.cfg.Station.Site && next.Station.Door == d.cfg.Station.Door && next.Station.ID == d.cfg.Station.ID,
+		"station (other than direction)": next.Station.Site == d.cfg.Station.Site && next.Station.Door == d.cfg.Station.Door && next.Station.ID == d.cfg.Station.ID && next.Station.TimeZone == d.cfg.Station.TimeZone,
+		"epcis":                          reflect.DeepEqual(next.EPCIS, d.cfg.EPCIS),
 		"state_dir":                      next.StateDir == d.cfg.StateDir,
 		"readers":                        reflect.DeepEqual(next.Readers, d.cfg.Readers),
 		"light":                          reflect.DeepEqual(next.Light, d.cfg.Light),

@@ -13,6 +13,7 @@ import (
 	"net"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	firmwareconfig "github.com/dockd/dockd/firmware-config"
 	"github.com/dockd/dockd/internal/dock"
+	"github.com/dockd/dockd/internal/epcis"
 )
 
 // Config is the whole station configuration. The YAML keys are the
@@ -37,7 +39,37 @@ type Config struct {
 	Policy    Policy    `yaml:"policy"`
 	Allowlist Allowlist `yaml:"allowlist"`
 	Status    Status    `yaml:"status"`
+	EPCIS     EPCIS     `yaml:"epcis"`
 	Log       Log       `yaml:"log"`
+}
+
+// EPCIS turns on the GS1 EPCIS 2.0 rendering of custody events, published
+// on PREFIX/SITE/DOOR/epcis beside each event (internal/epcis renders it;
+// uplink/contract/CONTRACT.md documents it).
+type EPCIS struct {
+	// Enabled publishes an EPCISDocument for every scan record. Off by default.
+	Enabled bool `yaml:"enabled"`
+	// ReadPoint is the door, BizLocation the site: an SGLN
+	// (urn:epc:id:sgln:…), a GLN Digital Link (https://id.gs1.org/414/…) or
+	// an https URI the site owns. Required when Enabled.
+	ReadPoint   string `yaml:"read_point"`
+	BizLocation string `yaml:"biz_location"`
+	// CompanyPrefixes maps leading digits of GS1 keys (after the indicator
+	// or extension digit) to the GS1 Company Prefix length of keys starting
+	// with them; the longest match wins. Keys it does not cover are written
+	// as GS1 Digital Link URIs, whether read from a barcode or a tag.
+	CompanyPrefixes map[string]int `yaml:"company_prefixes"`
+	// TransactionType is the CBV business transaction type of the ids of
+	// expected shipments (po, desadv, bol, …; empty: untyped);
+	// TransactionURI is the URI of a shipment id with {id} in its place.
+	TransactionType string `yaml:"transaction_type"`
+	TransactionURI  string `yaml:"transaction_uri"`
+}
+
+// Prefixes returns the company prefix table (validated by Parse).
+func (e EPCIS) Prefixes() epcis.Prefixes {
+	p, _ := epcis.NewPrefixes(e.CompanyPrefixes)
+	return p
 }
 
 // Allowlist configures the local list and what central may send down.
@@ -93,6 +125,22 @@ type Station struct {
 	Door      string         `yaml:"door"`
 	ID        string         `yaml:"id"` // defaults to SITE-DOOR
 	Direction dock.Direction `yaml:"direction"`
+	// TimeZone is the site's IANA time zone (e.g. Europe/Berlin): the day
+	// expiry dates are checked against, and the offset EPCIS events carry.
+	// Empty: the box's local zone.
+	TimeZone string `yaml:"time_zone"`
+}
+
+// Location returns the site's time zone (validated by Parse); the box's
+// local zone when none is set.
+func (s Station) Location() *time.Location {
+	if s.TimeZone == "" {
+		return time.Local
+	}
+	if l, err := time.LoadLocation(s.TimeZone); err == nil {
+		return l
+	}
+	return time.Local
 }
 
 // Reader is one barcode scanner or RFID reader.
@@ -529,6 +577,12 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 	if !c.Station.Direction.Valid() {
 		bad(fmt.Sprintf("%q: want receiving or shipping", c.Station.Direction), "station", "direction")
 	}
+	if tz := c.Station.TimeZone; tz != "" {
+		if _, err := time.LoadLocation(tz); err != nil || tz == "Local" {
+			bad(fmt.Sprintf("%q is not an IANA time zone such as Europe/Berlin or UTC (is tzdata installed?)", tz), "station", "time_zone")
+		}
+	}
+	c.validateEPCIS(bad)
 	if c.StateDir == "" {
 		bad("missing: a directory for the buffer and allowlist files", "state_dir")
 	}
@@ -731,6 +785,39 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 		bad(fmt.Sprintf("%q: want auto, text or json", c.Log.Format), "log", "format")
 	}
 	return errs
+}
+
+// validateEPCIS checks the epcis section: locations and transactions even
+// when the rendering is off (so a typo is caught before it is turned on).
+func (c *Config) validateEPCIS(bad func(msg string, path ...any)) {
+	e := c.EPCIS
+	for _, l := range []struct{ key, uri string }{{"read_point", e.ReadPoint}, {"biz_location", e.BizLocation}} {
+		if l.uri == "" {
+			if e.Enabled {
+				bad("missing: EPCIS needs the door's and the site's location (an SGLN such as urn:epc:id:sgln:4012345.00001.door9, a GLN Digital Link, or an https URI the site owns)", "epcis", l.key)
+			}
+			continue
+		}
+		if err := epcis.CheckLocation(l.uri); err != nil {
+			bad(strings.TrimPrefix(err.Error(), epcis.ErrConfig.Error()+": "), "epcis", l.key)
+		}
+	}
+	keys := make([]string, 0, len(e.CompanyPrefixes))
+	for k := range e.CompanyPrefixes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if _, err := epcis.NewPrefixes(map[string]int{k: e.CompanyPrefixes[k]}); err != nil {
+			bad(strings.TrimPrefix(err.Error(), epcis.ErrConfig.Error()+": "), "epcis", "company_prefixes", k)
+		}
+	}
+	if err := epcis.CheckTransaction(e.TransactionType, ""); err != nil {
+		bad(strings.TrimPrefix(err.Error(), epcis.ErrConfig.Error()+": "), "epcis", "transaction_type")
+	}
+	if err := epcis.CheckTransaction("", e.TransactionURI); err != nil {
+		bad(strings.TrimPrefix(err.Error(), epcis.ErrConfig.Error()+": "), "epcis", "transaction_uri")
+	}
 }
 
 // WarnableReasons are the reasons a site policy may downgrade to a warning.

@@ -59,6 +59,15 @@ func TestParseErrorsCarryLineAndReason(t *testing.T) {
 		{"bad yaml", base + "readers: [\n", 9, ""},
 		{"policy reason", base + "policy:\n  warn: [buffer_full]\n", 10, `"buffer_full" cannot be turned into a warning`},
 		{"bad regexp", base + "decode:\n  plain_patterns: ['(?P<lot>[']\n", 10, "bad regular expression"},
+		{"bad time zone", strings.Replace(base, "  direction: shipping\n", "  direction: shipping\n  time_zone: Mars/Olympus\n", 1), 5, `station.time_zone: "Mars/Olympus" is not an IANA time zone`},
+		{"epcis on without locations", base + "epcis:\n  enabled: true\n", 9, "epcis.read_point: missing"},
+		{"epcis private URN", base + "epcis:\n  read_point: urn:dockd:site:s1:door:d1\n", 10, "epcis.read_point: \"urn:dockd:site:s1:door:d1\": want an SGLN"},
+		{"epcis bad SGLN", base + "epcis:\n  biz_location: urn:epc:id:sgln:4012345.0001.0\n", 10, "12 digits together"},
+		{"epcis bad GLN check digit", base + "epcis:\n  biz_location: https://id.gs1.org/414/4012345000008\n", 10, "valid check digit"},
+		{"epcis prefix length", base + "epcis:\n  company_prefixes:\n    \"4012345\": 5\n", 11, "epcis.company_prefixes.4012345: company prefix \"4012345\": length 5 is not 6 to 12"},
+		{"epcis prefix digits", base + "epcis:\n  company_prefixes:\n    \"40-12\": 7\n", 11, "want 1 to 12 digits"},
+		{"epcis transaction type", base + "epcis:\n  transaction_type: asn\n", 10, `epcis.transaction_type: transaction type "asn": want a CBV business transaction type`},
+		{"epcis transaction uri", base + "epcis:\n  transaction_uri: https://erp.example/asn/\n", 10, "put {id} where the shipment id goes"},
 		{"bad digital_link", base + "decode:\n  digital_link: loose\n", 10, `"loose": want strict or lenient`},
 	}
 	for _, c := range cases {
@@ -125,6 +134,40 @@ func TestReaderProfileAndRFID(t *testing.T) {
 	_, err = Parse("x.yaml", []byte(base+"  - id: uhf\n    type: rfid\n    port: /dev/ttyUSB1\n"))
 	if err == nil || !strings.Contains(err.Error(), "needs protocol ascii or mercury") {
 		t.Fatalf("rfid without protocol: %v", err)
+	}
+}
+
+func TestEPCISSection(t *testing.T) {
+	yaml := strings.Replace(base, "  direction: shipping\n", "  direction: shipping\n  time_zone: Europe/Berlin\n", 1) + `epcis:
+  enabled: true
+  read_point: urn:epc:id:sgln:4012345.00001.door9
+  biz_location: https://id.gs1.org/414/4012345000009
+  company_prefixes:
+    "4012345": 7
+    0614141: 7
+    "95": 9
+  transaction_type: desadv
+  transaction_uri: "urn:epcglobal:cbv:bt:4012345000009:{id}"
+`
+	cfg, err := Parse("site.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := cfg.EPCIS
+	if !e.Enabled || e.ReadPoint != "urn:epc:id:sgln:4012345.00001.door9" || e.TransactionType != "desadv" {
+		t.Fatalf("parsed %+v", e)
+	}
+	p := e.Prefixes()
+	// An unquoted key keeps its leading zero (YAML into a string key).
+	if p.Len() != 3 || p.Length("0614141123458") != 7 || p.Length("9506000134352") != 9 {
+		t.Fatalf("prefix table %v", e.CompanyPrefixes)
+	}
+	if loc := cfg.Station.Location(); loc.String() != "Europe/Berlin" {
+		t.Fatalf("time zone %v", loc)
+	}
+	off, err := Parse("site.yaml", []byte(base))
+	if err != nil || off.EPCIS.Enabled || off.Station.Location() != time.Local {
+		t.Fatalf("defaults: %+v %v", off.EPCIS, err)
 	}
 }
 

@@ -195,10 +195,11 @@ func (p Policy) Severity(r dock.Reason, dir dock.Direction) Severity {
 
 // outcome collects failed rules: the first reject wins, else the first warn.
 type outcome struct {
-	pol  Policy
-	dir  dock.Direction
-	warn *dock.Decision
-	rej  *dock.Decision
+	pol      Policy
+	dir      dock.Direction
+	warn     *dock.Decision
+	rej      *dock.Decision
+	shipment string // the matched shipment's id
 }
 
 func (o *outcome) fail(r dock.Reason, detail string) {
@@ -222,13 +223,15 @@ func (o *outcome) soft(r dock.Reason, detail string) {
 }
 
 func (o *outcome) decision() dock.Decision {
+	d := dock.Decision{Verdict: dock.Accept, Reason: dock.ReasonOK}
 	switch {
 	case o.rej != nil:
-		return *o.rej
+		d = *o.rej
 	case o.warn != nil:
-		return *o.warn
+		d = *o.warn
 	}
-	return dock.Decision{Verdict: dock.Accept, Reason: dock.ReasonOK}
+	d.ExpectedShipment = o.shipment
+	return d
 }
 
 func storageFault(err error) dock.Decision {
@@ -238,7 +241,8 @@ func storageFault(err error) dock.Decision {
 // Decide returns the decision for it at a door. Every rule is checked; the
 // first rule that rejects decides, else the first that warns, else the
 // scan is accepted. An error from the list is a storage fault and rejects:
-// the door never opens on a list it cannot read.
+// the door never opens on a list it cannot read. Decision.ExpectedShipment names
+// the expected shipment whose line the item matched, whatever the verdict.
 func Decide(it Item, list List, pol Policy, at At) dock.Decision {
 	o := &outcome{pol: pol, dir: at.Direction}
 	if err := decide(it, list, at, o); err != nil {
@@ -433,6 +437,7 @@ func checkShipment(it Item, list List, at At, o *outcome) error {
 		o.fail(dock.ReasonNotExpected, "not on an open shipment at door "+at.Door)
 		return nil
 	}
+	o.shipment = ships[si].ID
 	line := ships[si].Lines[li]
 	if line.Qty <= 0 {
 		return nil

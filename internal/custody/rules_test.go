@@ -280,3 +280,26 @@ func TestTransition(t *testing.T) {
 		}
 	}
 }
+
+// The decision names the shipment whose line the scan matched, whatever
+// the verdict, and none when nothing matched.
+func TestDecisionNamesMatchedShipment(t *testing.T) {
+	src := testList()
+	src.ships = []Shipment{{ID: "ASN-7", Door: "d", Direction: dock.Receiving, Lines: []Line{{GTIN: g, Lot: "OK", Qty: 1}, {GTIN: g, Lot: "RC"}}}}
+	at := At{Door: "d", Direction: dock.Receiving, Today: "2026-11-25"}
+	for _, tc := range []struct {
+		it      Item
+		verdict dock.Verdict
+		ship    string
+	}{
+		{Item{GTIN: g, Lot: "OK"}, dock.Accept, "ASN-7"},
+		{Item{GTIN: g, Lot: "OK", Qty: 2}, dock.Reject, "ASN-7"}, // over_quantity: matched, refused
+		{Item{GTIN: g, Lot: "RC"}, dock.Reject, "ASN-7"},         // recalled lot on the shipment
+		{Item{GTIN: g2, Lot: "X"}, dock.Reject, ""},              // not_expected
+	} {
+		d := Decide(tc.it, src, Policy{}, at)
+		if d.Verdict != tc.verdict || d.ExpectedShipment != tc.ship {
+			t.Errorf("%+v: %s/%s shipment %q, want %s shipment %q", tc.it, d.Verdict, d.Reason, d.ExpectedShipment, tc.verdict, tc.ship)
+		}
+	}
+}

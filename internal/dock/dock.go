@@ -110,6 +110,11 @@ type Decision struct {
 	Verdict Verdict `json:"decision,omitempty"` // always set on scans; absent on operator records
 	Reason  Reason  `json:"reason,omitempty"`
 	Detail  string  `json:"detail,omitempty"` // human-readable, e.g. the decode error
+	// ExpectedShipment is the id of the expected shipment (ASN/PO) open at
+	// the door whose line the scan matched, whatever the verdict; empty when
+	// no shipment is open or none matched. The station records it in
+	// CustodyEvent.Shipment (it is not marshalled from here).
+	ExpectedShipment string `json:"-"`
 }
 
 // Condition is a standing state of the station that the light shows

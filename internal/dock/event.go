@@ -36,7 +36,9 @@ type CustodyEvent struct {
 	// PreviousDirection is the door's direction before an operator
 	// record of action direction (Direction holds the new one).
 	PreviousDirection Direction `json:"previous_direction,omitempty"`
-	// Shipment is the shipment id of a shipment_open/shipment_close record.
+	// Shipment is the shipment id of a shipment_open/shipment_close record,
+	// and on a scan the expected shipment (ASN/PO) open at the door whose
+	// line the scan matched, whatever the decision (Decision.ExpectedShipment).
 	Shipment string `json:"shipment,omitempty"`
 	// Simulated marks a scan injected by a person (dockd simulate, the
 	// status page) instead of read by a reader; Reader is then always

@@ -1,110 +1,157 @@
-// Package epcis renders custody events as GS1 EPCIS 2.0 ObjectEvents in
-// JSON-LD, for central systems that speak EPCIS rather than the dockd event
-// schema. It is pure: a function from a dock.CustodyEvent and Options to a
-// value that marshals to the standard's JSON binding.
+// Package epcis renders dockd custody events as GS1 EPCIS 2.0 events in
+// the JSON/JSON-LD binding, true to the CBV 2.0 vocabularies, and wraps
+// them in EPCIS documents. It is pure: functions from a stored custody
+// event (its JSON bytes or a dock.CustodyEvent) and a Config to values that
+// marshal to the standard's JSON, deterministically, so the same stored
+// event always renders to the same bytes (re-delivery is byte-identical).
 //
-// # Choices
+// The station publishes StationDocument(event) on dockd/v1/{site}/{door}/
+// epcis; the collector can call Render on stored events and wrap them with
+// NewDocument or NewQueryDocument. uplink/contract/CONTRACT.md documents
+// the modelling; this comment summarises it.
 //
-//   - Object identifiers. EPC pure-identity URIs (urn:epc:id:sgtin:…,
-//     urn:epc:id:sscc:…, urn:epc:class:lgtin:…) split a GS1 key at the end
-//     of the GS1 Company Prefix, whose length (6 to 12 digits) cannot be
-//     derived from the key itself; it needs GS1's prefix table. When
-//     Options.CompanyPrefixLength knows the length, the URN forms are used;
-//     otherwise the GS1 Digital Link URIs (https://id.gs1.org/01/{gtin}/21/
-//     {serial}, /00/{sscc}, /01/{gtin}/10/{lot}), which EPCIS 2.0 accepts
-//     for the same identifiers and which need no prefix length. A guessed
-//     length would produce a wrong identifier, so there is no guessing.
-//   - Event identity. eventID is urn:uuid: of a name-based UUID (version 5,
-//     RFC 9562: SHA-1 over a fixed dockd namespace and the station id, the
-//     sequence number and the dockd event id). It is the same on every
-//     re-delivery of the event, and stays unique if a station's sequence
-//     ever restarts (new buffer file) because the random event id is part
-//     of the name. The CBV 2.0 event hash (ni:///sha-256;…?ver=CBV2.0) is
-//     not implemented: its canonical form is intricate and a near-miss
-//     would be worse than a documented UUID.
-//   - bizStep is receiving or shipping from the door's direction, action
-//     always OBSERVE (the station observes goods; it does not commission
-//     or decommission them). disposition follows the decision, see
-//     Disposition.
-//   - dockd facts EPCIS has no field for (station, seq, decision, reason,
-//     reader, clock state, allowlist version) travel as extension members
-//     with the prefix "dockd:", declared in @context.
+// # What happened at the door (CBV 2.0)
+//
+//   - Goods that crossed (accept, warn): bizStep receiving or shipping,
+//     action OBSERVE. receiving adds the goods to the receiver's inventory
+//     at bizLocation; shipping carries no bizLocation (the goods are in
+//     transit, at no business location). disposition in_progress after
+//     receiving, in_transit after shipping, unless a warning says
+//     something lasting about the goods: lot_recalled → recalled, expired
+//     → expired, lot_quarantined and lot_blocked → non_sellable_other.
+//     destinationList (receiving) or sourceList (shipping) names the
+//     site's bizLocation as type location.
+//   - Goods refused at the door (reject): bizStep inspecting, never
+//     receiving or shipping, so no consumer counting inventory by bizStep
+//     counts them as received or shipped. A refused receipt has no
+//     bizLocation (the goods did not enter the site's inventory); a refused
+//     shipment keeps the site as bizLocation (the goods stay). disposition
+//     says what was found; see Disposition.
+//   - bizTransactionList carries the expected shipment (ASN/PO) the scan
+//     matched, when Config.TransactionURI makes its id a URI.
+//
+// # What (identifiers and quantities)
+//
+// One item has one identifier whether read from a barcode or a tag: the
+// EPC URN form (urn:epc:id:sgtin:…, urn:epc:id:sscc:…, urn:epc:class:
+// lgtin:…) when Config.Prefixes knows the GS1 Company Prefix length of the
+// key, else the GS1 Digital Link form (https://id.gs1.org/…) for barcode
+// and tag alike. A tag's own partition gives the split of its URN, and
+// wins over a table entry that disagrees with it. A lot or product scan
+// is a quantityList entry whose quantity is the label's count (AI 30) or
+// trade measure (AI 310n–366n net measures with their UN/ECE Rec. 20 unit),
+// else 1. A pallet label with its content (AI 00 + 02 [+ 10] [+ 37]) is an
+// AggregationEvent: parentID the SSCC, childQuantityList the content class
+// and count.
+//
+// # Identity
+//
+// eventID is urn:uuid: of a name-based UUID (version 5, RFC 9562) over
+// the station id, the sequence number and the dockd event id: the same on
+// every re-delivery, distinct if a station's sequence ever restarts. dockd
+// facts EPCIS has no field for travel as "dockd:" extension members.
 package epcis
 
 import (
 	"crypto/sha1"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/dockd/dockd/internal/dock"
 )
 
-// ContextURL is the EPCIS 2.0 JSON-LD context every event names first.
+// ContextURL is the EPCIS 2.0 JSON-LD context every document names first.
 const ContextURL = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 
+// SchemaVersion is the schemaVersion of the documents built here.
+const SchemaVersion = "2.0"
+
 // DefaultNamespace is the IRI the "dockd:" extension prefix expands to.
-const DefaultNamespace = "urn:dockd:epcis:"
+const DefaultNamespace = "https://dockd.invalid/epcis/"
 
 // ErrNoObject is returned by Render for an event that identifies no goods
-// (a bad scan): EPCIS has no ObjectEvent without an object.
+// (a bad scan): EPCIS has no event without an object.
 var ErrNoObject = errors.New("epcis: the event identifies no object")
 
-// ErrBadKey wraps errors for a GTIN or SSCC that is not 14 or 18 digits.
-var ErrBadKey = errors.New("epcis: malformed GS1 key")
+// ErrNotRendered is returned for records that have no EPCIS rendering:
+// operator records (kind "operator"), sequence-gap records (kind "gap") and
+// simulated scans (a person injected them; no goods were seen).
+var ErrNotRendered = errors.New("epcis: record kind has no EPCIS rendering")
 
-// Options configure the rendering. The zero value renders with Digital
-// Link identifiers, UTC offsets and private URNs for the locations.
-type Options struct {
-	// CompanyPrefixLength returns the length (6..12) of the GS1 Company
-	// Prefix of a GTIN-14 or SSCC-18, or 0 when unknown (Digital Link URIs
-	// are used then). It must be safe for concurrent use if Render is.
-	CompanyPrefixLength func(key string) int
-	// ReadPoint is the URI of the door; "{site}" and "{door}" are replaced.
-	// Default "urn:dockd:site:{site}:door:{door}". An SGLN such as
-	// urn:epc:id:sgln:0614141.00777.door9 is what CBV recommends.
-	ReadPoint string
-	// BizLocation is the URI of the site; "{site}" is replaced. Default
-	// "urn:dockd:site:{site}".
-	BizLocation string
-	// Location gives eventTimeZoneOffset (default UTC).
+// ErrOtherDoor is returned for an event recorded at another site or door
+// than Config.Site and Config.Door (a backlog imported from another box):
+// the configured readPoint and bizLocation would misstate where it happened.
+var ErrOtherDoor = errors.New("epcis: event recorded at another door")
+
+// Config says how events render. The zero value renders Digital Link
+// identifiers, UTC offsets and no locations; a station's config always
+// sets ReadPoint and BizLocation (check-config requires them).
+type Config struct {
+	// Prefixes is the company prefix length table for barcode scans.
+	Prefixes Prefixes
+	// ReadPoint is the URI of the door (CheckLocation), BizLocation the
+	// URI of the site. Empty leaves them out.
+	ReadPoint, BizLocation string
+	// Location is the site's time zone: it gives eventTimeZoneOffset
+	// (default UTC).
 	Location *time.Location
+	// TransactionType is the CBV business transaction type of shipment ids
+	// (po, desadv, …; "" untyped). TransactionURI is the URI template of a
+	// shipment id, with "{id}" where the id goes (CheckTransaction); empty
+	// uses the id itself when it is an absolute URI, else no bizTransaction.
+	TransactionType, TransactionURI string
 	// Namespace is the IRI of the dockd: extension prefix (default
-	// DefaultNamespace). It must end in ':', '/' or '#'.
+	// DefaultNamespace). It must end in '/' or '#'.
 	Namespace string
+	// Site and Door, when set, are the door ReadPoint and BizLocation
+	// describe: events of any other site or door return ErrOtherDoor.
+	Site, Door string
 }
 
-// ObjectEvent is one EPCIS 2.0 ObjectEvent in the JSON binding. Marshal it
-// with encoding/json.
-type ObjectEvent struct {
-	Context             []any      `json:"@context"`
+// Event is one EPCIS 2.0 ObjectEvent or AggregationEvent in the JSON
+// binding, member order as marshalled. Marshal it with encoding/json.
+type Event struct {
 	Type                string     `json:"type"`
 	EventID             string     `json:"eventID"`
 	EventTime           string     `json:"eventTime"`
 	EventTimeZoneOffset string     `json:"eventTimeZoneOffset"`
 	EPCList             []string   `json:"epcList,omitempty"`
+	ParentID            string     `json:"parentID,omitempty"`
+	ChildQuantityList   []Quantity `json:"childQuantityList,omitempty"`
 	QuantityList        []Quantity `json:"quantityList,omitempty"`
 	Action              string     `json:"action"`
 	BizStep             string     `json:"bizStep"`
 	Disposition         string     `json:"disposition,omitempty"`
-	ReadPoint           Ref        `json:"readPoint"`
-	BizLocation         Ref        `json:"bizLocation"`
+	ReadPoint           *Ref       `json:"readPoint,omitempty"`
+	BizLocation         *Ref       `json:"bizLocation,omitempty"`
+	BizTransactionList  []BizTx    `json:"bizTransactionList,omitempty"`
+	SourceList          []Source   `json:"sourceList,omitempty"`
+	DestinationList     []Dest     `json:"destinationList,omitempty"`
 
+	// dockd extension members ("dockd:" is declared in the @context).
+	DockdID          string `json:"dockd:eventID"`
 	Station          string `json:"dockd:station"`
 	Seq              uint64 `json:"dockd:seq"`
 	Reader           string `json:"dockd:reader"`
 	Decision         string `json:"dockd:decision"`
 	Reason           string `json:"dockd:reason"`
+	Shipment         string `json:"dockd:shipment,omitempty"`
 	ClockSynced      bool   `json:"dockd:clockSynced"`
 	AllowlistVersion string `json:"dockd:allowlistVersion,omitempty"`
 }
 
-// Quantity is one quantityList element: a class of objects and a count.
+// Quantity is one quantityList or childQuantityList element: a class of
+// objects, how much of it (absent when the label does not say) and the
+// UN/ECE Rec. 20 unit for a measure (absent for a count).
 type Quantity struct {
-	EPCClass string  `json:"epcClass"`
-	Quantity float64 `json:"quantity"`
-	UOM      string  `json:"uom,omitempty"`
+	EPCClass string   `json:"epcClass"`
+	Quantity *float64 `json:"quantity,omitempty"`
+	UOM      string   `json:"uom,omitempty"`
 }
 
 // Ref is a readPoint or bizLocation.
@@ -112,126 +159,377 @@ type Ref struct {
 	ID string `json:"id"`
 }
 
-// Render turns ev into an ObjectEvent. It returns ErrNoObject for an event
-// without GTIN, SSCC or EPC, and an error wrapping ErrBadKey for a key of
-// the wrong form. Render is pure and safe for concurrent use.
-func Render(ev dock.CustodyEvent, opt Options) (*ObjectEvent, error) {
-	ns := opt.Namespace
-	if ns == "" {
-		ns = DefaultNamespace
+// BizTx is one bizTransactionList element.
+type BizTx struct {
+	Type           string `json:"type,omitempty"`
+	BizTransaction string `json:"bizTransaction"`
+}
+
+// Source is one sourceList element.
+type Source struct {
+	Type   string `json:"type"`
+	Source string `json:"source"`
+}
+
+// Dest is one destinationList element.
+type Dest struct {
+	Type        string `json:"type"`
+	Destination string `json:"destination"`
+}
+
+// CBV 2.0 terms this package emits (the tests check them against the CBV
+// vocabulary files).
+const (
+	StepReceiving  = "receiving"
+	StepShipping   = "shipping"
+	StepInspecting = "inspecting"
+
+	DispInProgress       = "in_progress"
+	DispInTransit        = "in_transit"
+	DispRecalled         = "recalled"
+	DispExpired          = "expired"
+	DispNonSellableOther = "non_sellable_other"
+	DispNonConformant    = "non_conformant"
+	DispMismatchClass    = "mismatch_class"
+	DispMismatchInstance = "mismatch_instance"
+	DispMismatchQuantity = "mismatch_quantity"
+
+	SourceDestLocation = "location"
+)
+
+// BizTransactionTypes is the CBV 2.0 business transaction type vocabulary
+// (bare names, as the JSON binding writes them).
+var BizTransactionTypes = map[string]bool{
+	"bol": true, "cert": true, "desadv": true, "inv": true, "pedigree": true, "po": true, "poc": true,
+	"prodorder": true, "recadv": true, "rma": true, "testprd": true, "testres": true, "upevt": true,
+}
+
+// Crossed reports whether a decision let the goods cross the door.
+func Crossed(v dock.Verdict) bool { return v == dock.Accept || v == dock.Warn }
+
+// BizStep is the CBV 2.0 business step of a decision at a door running in
+// direction d: receiving or shipping when the goods crossed, inspecting
+// when they were refused.
+func BizStep(v dock.Verdict, d dock.Direction) string {
+	switch {
+	case !Crossed(v):
+		return StepInspecting
+	case d == dock.Shipping:
+		return StepShipping
 	}
-	loc := opt.Location
+	return StepReceiving
+}
+
+// Disposition is the CBV 2.0 disposition of the goods after a decision.
+// instance says whether the scan identified one instance (serial, SSCC,
+// tag) rather than a class (product, lot).
+//
+// Goods that crossed: in_progress (receiving) or in_transit (shipping),
+// except for warnings that say something lasting about the goods:
+// lot_recalled → recalled, expired → expired, lot_quarantined and
+// lot_blocked → non_sellable_other.
+//
+// Goods refused: lot_recalled → recalled; expired → expired;
+// lot_quarantined, lot_blocked → non_sellable_other (the lot is held, not
+// defective); unknown_gtin, unknown_lot → mismatch_class; unknown_serial,
+// duplicate_serial, not_in_custody, already_shipped → mismatch_instance;
+// not_expected → mismatch_instance or mismatch_class; over_quantity →
+// mismatch_quantity; serial_lot_mismatch, expires_soon, and any other
+// finding about the goods → non_conformant; storage_fault (the station
+// could not read its list) → none ("").
+func Disposition(dec dock.Decision, d dock.Direction, instance bool) string {
+	if Crossed(dec.Verdict) {
+		if dec.Verdict == dock.Warn {
+			switch dec.Reason {
+			case dock.ReasonLotRecalled:
+				return DispRecalled
+			case dock.ReasonExpired:
+				return DispExpired
+			case dock.ReasonLotQuarantined, dock.ReasonLotBlocked:
+				return DispNonSellableOther
+			}
+		}
+		if d == dock.Shipping {
+			return DispInTransit
+		}
+		return DispInProgress
+	}
+	switch dec.Reason {
+	case dock.ReasonLotRecalled:
+		return DispRecalled
+	case dock.ReasonExpired:
+		return DispExpired
+	case dock.ReasonLotQuarantined, dock.ReasonLotBlocked:
+		return DispNonSellableOther
+	case dock.ReasonUnknownGTIN, dock.ReasonUnknownLot:
+		return DispMismatchClass
+	case dock.ReasonUnknownSerial, dock.ReasonDuplicateSerial, dock.ReasonNotInCustody, dock.ReasonAlreadyShipped:
+		return DispMismatchInstance
+	case dock.ReasonNotExpected:
+		if instance {
+			return DispMismatchInstance
+		}
+		return DispMismatchClass
+	case dock.ReasonOverQuantity:
+		return DispMismatchQuantity
+	case dock.ReasonStorageFault, dock.ReasonBufferFull:
+		return ""
+	}
+	return DispNonConformant
+}
+
+// RenderJSON renders a stored custody event (the bytes the buffer holds
+// and the events topic carries). Operator and gap records return
+// ErrNotRendered; bytes that are not a custody event return an error.
+func RenderJSON(stored []byte, c Config) (*Event, error) {
+	var ev dock.CustodyEvent
+	if err := json.Unmarshal(stored, &ev); err != nil {
+		return nil, fmt.Errorf("epcis: decoding stored event: %w", err)
+	}
+	if ev.Kind != "" {
+		return nil, fmt.Errorf("%w: kind %q (seq %d)", ErrNotRendered, ev.Kind, ev.Seq)
+	}
+	if ev.Schema != dock.EventSchema {
+		return nil, fmt.Errorf("%w: schema %q (seq %d)", ErrNotRendered, ev.Schema, ev.Seq)
+	}
+	return Render(ev, c)
+}
+
+// Render turns ev into an EPCIS event. It returns ErrNoObject for a bad
+// scan or an event without GTIN, SSCC or EPC, and an error wrapping
+// ErrBadKey for a key of the wrong form. Pure; safe for concurrent use.
+func Render(ev dock.CustodyEvent, c Config) (*Event, error) {
+	if ev.Kind != "" {
+		return nil, fmt.Errorf("%w: kind %q (seq %d)", ErrNotRendered, ev.Kind, ev.Seq)
+	}
+	if ev.Simulated {
+		// A person typed it (dockd simulate): no reader saw goods, and an
+		// EPCIS consumer has no way to tell a test from a receipt.
+		return nil, fmt.Errorf("%w: simulated scan (seq %d)", ErrNotRendered, ev.Seq)
+	}
+	if (c.Site != "" && ev.Site != c.Site) || (c.Door != "" && ev.Door != c.Door) {
+		return nil, fmt.Errorf("%w: seq %d was recorded at %s/%s, this station renders %s/%s", ErrOtherDoor, ev.Seq, ev.Site, ev.Door, c.Site, c.Door)
+	}
+	if ev.Reason == dock.ReasonBadScan {
+		return nil, fmt.Errorf("%w (event %s, bad scan)", ErrNoObject, ev.ID)
+	}
+	loc := c.Location
 	if loc == nil {
 		loc = time.UTC
 	}
-	oe := &ObjectEvent{
-		Context:             []any{ContextURL, map[string]string{"dockd": ns}},
-		Type:                "ObjectEvent",
+	e := &Event{
 		EventID:             EventID(ev.Station, ev.Seq, ev.ID),
-		EventTime:           ev.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+		EventTime:           ev.Time.UTC().Format(timeFormat),
 		EventTimeZoneOffset: offset(ev.Time.In(loc)),
 		Action:              "OBSERVE",
-		BizStep:             BizStep(ev.Direction),
-		Disposition:         Disposition(ev.Decision, ev.Direction, ev.Serial != "" || ev.SSCC != "" || ev.EPC != ""),
-		ReadPoint:           Ref{ID: expand(opt.ReadPoint, "urn:dockd:site:{site}:door:{door}", ev.Site, ev.Door)},
-		BizLocation:         Ref{ID: expand(opt.BizLocation, "urn:dockd:site:{site}", ev.Site, ev.Door)},
+		BizStep:             BizStep(ev.Verdict, ev.Direction),
+		DockdID:             ev.ID,
 		Station:             ev.Station,
 		Seq:                 ev.Seq,
 		Reader:              ev.Reader,
 		Decision:            string(ev.Verdict),
 		Reason:              string(ev.Reason),
+		Shipment:            ev.Shipment,
 		ClockSynced:         ev.ClockSynced,
 		AllowlistVersion:    ev.AllowlistVersion,
 	}
-	gcp := func(key string) int {
-		if opt.CompanyPrefixLength == nil {
-			return 0
-		}
-		if n := opt.CompanyPrefixLength(key); n >= 6 && n <= 12 {
-			return n
-		}
-		return 0
+	if err := what(e, ev, c); err != nil {
+		return nil, err
 	}
-	if ev.EPC != "" {
-		oe.EPCList = append(oe.EPCList, ev.EPC)
+	instance := e.Type == "AggregationEvent" || len(e.EPCList) > 0
+	e.Disposition = Disposition(ev.Decision, ev.Direction, instance)
+	if c.ReadPoint != "" {
+		e.ReadPoint = &Ref{ID: c.ReadPoint}
+	}
+	crossed := Crossed(ev.Verdict)
+	if c.BizLocation != "" {
+		switch {
+		case crossed && ev.Direction == dock.Receiving:
+			e.BizLocation = &Ref{ID: c.BizLocation}
+			e.DestinationList = []Dest{{Type: SourceDestLocation, Destination: c.BizLocation}}
+		case crossed: // shipped: in transit, at no business location
+			e.SourceList = []Source{{Type: SourceDestLocation, Source: c.BizLocation}}
+		case ev.Direction == dock.Shipping: // refused for shipping: the goods stay
+			e.BizLocation = &Ref{ID: c.BizLocation}
+		}
+	}
+	if u := transactionURI(ev.Shipment, c.TransactionURI); u != "" {
+		e.BizTransactionList = []BizTx{{Type: c.TransactionType, BizTransaction: u}}
+	}
+	return e, nil
+}
+
+// timeFormat is eventTime's form: UTC with milliseconds.
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// what fills the event's type and objects from the scan.
+func what(e *Event, ev dock.CustodyEvent, c Config) error {
+	tagLen := tagPrefixLength(ev.EPC)
+	gcp := func(key string) int {
+		// key is a GTIN-14 or SSCC-18: the company prefix starts after the
+		// indicator or extension digit.
+		n := c.Prefixes.Length(key[1:])
+		if n == 0 {
+			return 0 // unknown: Digital Link, for barcode and tag alike
+		}
+		if tagLen != 0 {
+			return tagLen // the tag's partition is authoritative for its split
+		}
+		return n
 	}
 	if ev.SSCC != "" {
+		if err := checkKey("SSCC", ev.SSCC, 18); err != nil {
+			return err
+		}
 		u, err := SSCC(ev.SSCC, gcp(ev.SSCC))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if u != ev.EPC {
-			oe.EPCList = append(oe.EPCList, u)
+		if content, ok := ai(ev, "02"); ok {
+			if err := checkKey("GTIN", content, 14); err != nil {
+				return err
+			}
+			cls, err := Class(content, lotOf(ev), gcp(content))
+			if err != nil {
+				return err
+			}
+			q := Quantity{EPCClass: cls}
+			q.Quantity, q.UOM = amount(ev, "37")
+			e.Type, e.ParentID, e.ChildQuantityList = "AggregationEvent", u, []Quantity{q}
+			return nil
 		}
+		e.Type, e.EPCList = "ObjectEvent", []string{u}
+		return nil
 	}
+	e.Type = "ObjectEvent"
 	if ev.GTIN != "" {
-		n := gcp(ev.GTIN)
-		switch {
-		case ev.Serial != "":
-			u, err := SGTIN(ev.GTIN, ev.Serial, n)
-			if err != nil {
-				return nil, err
-			}
-			if u != ev.EPC {
-				oe.EPCList = append(oe.EPCList, u)
-			}
-		case len(oe.EPCList) == 0:
-			c, err := Class(ev.GTIN, ev.Lot, n)
-			if err != nil {
-				return nil, err
-			}
-			oe.QuantityList = []Quantity{{EPCClass: c, Quantity: 1}}
+		if err := checkKey("GTIN", ev.GTIN, 14); err != nil {
+			return err
 		}
+		if ev.Serial != "" {
+			u, err := SGTIN(ev.GTIN, ev.Serial, gcp(ev.GTIN))
+			if err != nil {
+				return err
+			}
+			e.EPCList = []string{u}
+			return nil
+		}
+		cls, err := Class(ev.GTIN, lotOf(ev), gcp(ev.GTIN))
+		if err != nil {
+			return err
+		}
+		q := Quantity{EPCClass: cls}
+		q.Quantity, q.UOM = amount(ev, "30")
+		if q.Quantity == nil {
+			one := 1.0 // one labelled item
+			q.Quantity = &one
+		}
+		e.QuantityList = []Quantity{q}
+		return nil
 	}
-	if len(oe.EPCList) == 0 && len(oe.QuantityList) == 0 {
-		return nil, fmt.Errorf("%w (event %s, reason %s)", ErrNoObject, ev.ID, ev.Reason)
+	if ev.EPC != "" { // a tag of another scheme (GRAI, GIAI, SGLN …): its URI as read
+		if !strings.HasPrefix(ev.EPC, "urn:epc:id:") || !isAbsURI(ev.EPC) {
+			return fmt.Errorf("%w: EPC %q is not a pure-identity URI", ErrBadKey, ev.EPC)
+		}
+		e.EPCList = []string{ev.EPC}
+		return nil
 	}
-	return oe, nil
+	return fmt.Errorf("%w (event %s, reason %s)", ErrNoObject, ev.ID, ev.Reason)
 }
 
-// BizStep is the CBV 2.0 business step of a door running in direction d.
-func BizStep(d dock.Direction) string {
-	if d == dock.Shipping {
-		return "shipping"
+// amount is the quantity a label states: the count in countAI (30 for a
+// trade item, 37 for a pallet's content), else the first net trade measure
+// (Measures) in scan order with its unit; nil when the label says neither.
+func amount(ev dock.CustodyEvent, countAI string) (*float64, string) {
+	if v, ok := ai(ev, countAI); ok {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			f := float64(n)
+			return &f, ""
+		}
 	}
-	return "receiving"
+	for _, a := range ev.AIs {
+		if len(a.AI) != 4 {
+			continue
+		}
+		uom, ok := Measures[a.AI[:3]]
+		if !ok {
+			continue
+		}
+		if f, ok := decimalValue(a.Value, int(a.AI[3]-'0')); ok {
+			return &f, uom
+		}
+	}
+	return nil, ""
 }
 
-// Disposition is the CBV 2.0 disposition after a decision:
-//
-//   - accept and warn (the goods crossed the door): receiving → in_progress
-//     (at the dock, not yet put away or sellable); shipping → in_transit.
-//   - reject (the goods were refused at the door and stay where they were):
-//     lot_recalled → recalled; expired → expired; not_expected →
-//     mismatch_instance for a serialised item or pallet, mismatch_class for
-//     a product or lot; over_quantity → mismatch_quantity; every other
-//     product reason (unknown product/lot/serial, blocked, quarantined,
-//     duplicate, wrong custody, bad scan) → non_conformant.
-//   - buffer_full and storage_fault say nothing about the goods: no
-//     disposition ("").
-func Disposition(dec dock.Decision, d dock.Direction, instance bool) string {
-	if dec.Verdict == dock.Accept || dec.Verdict == dock.Warn {
-		if d == dock.Shipping {
-			return "in_transit"
-		}
-		return "in_progress"
+// Measures maps the first three digits of a GS1 net trade measure AI
+// (310n–366n) to its UN/ECE Recommendation 20 unit code. Only measures of
+// the goods themselves are quantities of their class: net weight, net
+// volume, length and area of a variable-measure trade item. Widths and
+// heights (dimensions, not amounts), logistic gross measures (they include
+// the pallet), 337n (a ratio) and 357n (ounces of weight or volume: the
+// unit is ambiguous) are not rendered.
+var Measures = map[string]string{
+	"310": "KGM", // net weight, kg
+	"311": "MTR", // length, m
+	"314": "MTK", // area, m²
+	"315": "LTR", // net volume, l
+	"316": "MTQ", // net volume, m³
+	"320": "LBR", // net weight, lb
+	"321": "INH", // length, in
+	"322": "FOT", // length, ft
+	"323": "YRD", // length, yd
+	"350": "INK", // area, in²
+	"351": "FTK", // area, ft²
+	"352": "YDK", // area, yd²
+	"356": "APZ", // net weight, troy oz
+	"360": "QTL", // net volume, US liquid quart
+	"361": "GLL", // net volume, US gallon
+	"364": "INQ", // net volume, in³
+	"365": "FTQ", // net volume, ft³
+	"366": "YDQ", // net volume, yd³
+}
+
+// lotOf is the lot as the label printed it (AI 10): the scanned batch
+// code when the list mapped it to a lot of another name.
+func lotOf(ev dock.CustodyEvent) string {
+	if ev.Batch != "" {
+		return ev.Batch
 	}
-	switch dec.Reason {
-	case dock.ReasonLotRecalled:
-		return "recalled"
-	case dock.ReasonExpired:
-		return "expired"
-	case dock.ReasonNotExpected:
-		if instance {
-			return "mismatch_instance"
+	return ev.Lot
+}
+
+func ai(ev dock.CustodyEvent, code string) (string, bool) {
+	for _, a := range ev.AIs {
+		if a.AI == code {
+			return a.Value, true
 		}
-		return "mismatch_class"
-	case dock.ReasonOverQuantity:
-		return "mismatch_quantity"
-	case dock.ReasonBufferFull, dock.ReasonStorageFault:
+	}
+	return "", false
+}
+
+// transactionURI is the bizTransaction URI of shipment id under tmpl.
+func transactionURI(id, tmpl string) string {
+	if id == "" {
 		return ""
 	}
-	return "non_conformant"
+	if tmpl != "" {
+		return strings.Replace(tmpl, "{id}", dlEscape(id), 1)
+	}
+	if isAbsURI(id) {
+		return id // already a URI
+	}
+	return ""
+}
+
+// isAbsURI reports whether s is an absolute URI (a scheme and something
+// after it), as the EPCIS schema's uri format requires.
+func isAbsURI(s string) bool {
+	if strings.ContainsAny(s, " \"<>\\^`{|}") {
+		return false
+	}
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme != "" && (u.Opaque != "" || u.Host != "" || u.Path != "")
 }
 
 // EventID is the eventID of the event with the given station, sequence
@@ -250,112 +548,6 @@ func EventID(station string, seq uint64, id string) string {
 // eventNamespace is the UUID namespace of dockd EPCIS event ids (a fixed,
 // randomly chosen UUID: 3d1f8a52-7c4e-4b9a-9e21-5f0c6a8d2b74).
 var eventNamespace = [16]byte{0x3d, 0x1f, 0x8a, 0x52, 0x7c, 0x4e, 0x4b, 0x9a, 0x9e, 0x21, 0x5f, 0x0c, 0x6a, 0x8d, 0x2b, 0x74}
-
-// SGTIN is the URI of one serialised trade item: urn:epc:id:sgtin:… when
-// the company prefix length gcp is known (6..12), else the Digital Link
-// https://id.gs1.org/01/{gtin}/21/{serial}.
-func SGTIN(gtin, serial string, gcp int) (string, error) {
-	if err := checkKey("GTIN", gtin, 14); err != nil {
-		return "", err
-	}
-	if gcp == 0 {
-		return "https://id.gs1.org/01/" + gtin + "/21/" + dlEscape(serial), nil
-	}
-	cp, ref := splitGTIN(gtin, gcp)
-	return "urn:epc:id:sgtin:" + cp + "." + ref + "." + epcEscape(serial), nil
-}
-
-// SSCC is the URI of a logistic unit: urn:epc:id:sscc:… when gcp is known,
-// else https://id.gs1.org/00/{sscc}.
-func SSCC(sscc string, gcp int) (string, error) {
-	if err := checkKey("SSCC", sscc, 18); err != nil {
-		return "", err
-	}
-	if gcp == 0 {
-		return "https://id.gs1.org/00/" + sscc, nil
-	}
-	// extension digit + company prefix + serial reference + check digit
-	return "urn:epc:id:sscc:" + sscc[1:1+gcp] + "." + sscc[0:1] + sscc[1+gcp:17], nil
-}
-
-// Class is the EPC class of a product (lot empty) or of one lot of it:
-// urn:epc:class:lgtin:… or urn:epc:idpat:sgtin:….* when gcp is known, else
-// https://id.gs1.org/01/{gtin}/10/{lot} or https://id.gs1.org/01/{gtin}.
-func Class(gtin, lot string, gcp int) (string, error) {
-	if err := checkKey("GTIN", gtin, 14); err != nil {
-		return "", err
-	}
-	if gcp == 0 {
-		if lot == "" {
-			return "https://id.gs1.org/01/" + gtin, nil
-		}
-		return "https://id.gs1.org/01/" + gtin + "/10/" + dlEscape(lot), nil
-	}
-	cp, ref := splitGTIN(gtin, gcp)
-	if lot == "" {
-		return "urn:epc:idpat:sgtin:" + cp + "." + ref + ".*", nil
-	}
-	return "urn:epc:class:lgtin:" + cp + "." + ref + "." + epcEscape(lot), nil
-}
-
-// splitGTIN returns the company prefix and the indicator digit + item
-// reference of a GTIN-14 (the check digit is dropped).
-func splitGTIN(gtin string, gcp int) (cp, ref string) {
-	return gtin[1 : 1+gcp], gtin[0:1] + gtin[1+gcp:13]
-}
-
-func checkKey(kind, key string, n int) error {
-	if len(key) != n {
-		return fmt.Errorf("%w: %s %q is not %d digits", ErrBadKey, kind, key, n)
-	}
-	for i := 0; i < len(key); i++ {
-		if key[i] < '0' || key[i] > '9' {
-			return fmt.Errorf("%w: %s %q is not %d digits", ErrBadKey, kind, key, n)
-		}
-	}
-	return nil
-}
-
-// epcEscape escapes a serial or lot for an EPC URI (GS1 TDS): the
-// characters of GS1 AI encodable set 82 that are not URI-safe are written
-// %XX, as is anything outside it.
-func epcEscape(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '%' || c == '&' || c == '/' || c == '<' || c == '>' || c == '?' || c == '#':
-			fmt.Fprintf(&b, "%%%02X", c)
-		case c > 0x20 && c < 0x7f:
-			b.WriteByte(c)
-		default:
-			fmt.Fprintf(&b, "%%%02X", c)
-		}
-	}
-	return b.String()
-}
-
-// dlEscape percent-encodes everything but RFC 3986 unreserved characters,
-// as GS1 Digital Link requires for a path value.
-func dlEscape(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
-			b.WriteByte(c)
-		} else {
-			fmt.Fprintf(&b, "%%%02X", c)
-		}
-	}
-	return b.String()
-}
-
-func expand(tmpl, def, site, door string) string {
-	if tmpl == "" {
-		tmpl = def
-	}
-	return strings.NewReplacer("{site}", site, "{door}", door).Replace(tmpl)
-}
 
 // offset formats t's zone offset as ±HH:MM.
 func offset(t time.Time) string {

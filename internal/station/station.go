@@ -285,6 +285,7 @@ func (s *Station) decide(f dock.Frame) (ev dock.CustodyEvent, shipments bool) {
 			shipments = true
 		}
 		ev.Decision = custody.Decide(item, l, pol, at)
+		ev.Shipment = ev.ExpectedShipment
 		// A scanned AI 10 that is one of a lot's batch codes: the event
 		// names the lot (for recall traces) and keeps the batch.
 		if ev.GTIN != "" && ev.Lot != "" {

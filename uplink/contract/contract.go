@@ -57,7 +57,7 @@ const (
 	LevelStatus    = "status"
 	LevelCommand   = "cmd"
 	LevelReply     = "cmd-reply"
-	LevelEPCIS     = "epcis" // reserved for the optional EPCIS rendering
+	LevelEPCIS     = "epcis" // EPCIS 2.0 documents, when epcis.enabled
 	LevelAllowlist = "allowlist"
 	LevelReceipts  = "receipts" // central → station: what central has stored
 	// LevelReceiptProbe is where dockd doctor asks central for a receipt.
@@ -87,6 +87,10 @@ func (t Topics) Base() string { return t.prefix() + "/" + t.Site + "/" + t.Door 
 
 // Events is where custody events are published (QoS 1, not retained).
 func (t Topics) Events() string { return t.Base() + "/" + LevelEvents }
+
+// EPCIS is where the station publishes the EPCIS 2.0 document of each scan
+// record (QoS 1, not retained) when epcis.enabled is on.
+func (t Topics) EPCIS() string { return t.Base() + "/" + LevelEPCIS }
 
 // Receipts is where central confirms what it has durably stored (QoS 1,
 // not retained; payload receipt.schema.json). The station subscribes to it

@@ -26,6 +26,7 @@ func TestTopics(t *testing.T) {
 	for _, tc := range []struct{ got, want string }{
 		{tp.Events(), "dockd/v1/hh/d9/events"},
 		{tp.Status(), "dockd/v1/hh/d9/status"},
+		{tp.EPCIS(), "dockd/v1/hh/d9/epcis"},
 		{tp.Command("light-test"), "dockd/v1/hh/d9/cmd/light-test"},
 		{tp.CommandFilter(), "dockd/v1/hh/d9/cmd/+"},
 		{tp.Reply("c-1"), "dockd/v1/hh/d9/cmd-reply/c-1"},
