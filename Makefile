@@ -11,7 +11,7 @@ PKGS    := ./...
 # run: `make fuzz FUZZTIME=5000000x` (or a duration, accepting that race).
 FUZZTIME ?= 50000x
 
-.PHONY: build run test test-deps unit fuzz bench cross lint soak fleet deb clean
+.PHONY: build run test test-deps unit test-arm fuzz bench cross lint soak fleet deb clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dockd ./cmd/dockd
@@ -20,15 +20,35 @@ build:
 run:
 	$(GO) run ./cmd/dockd demo
 
-# gofmt and vet, every test with the race detector, then each fuzz target for a short bounded time.
-test: test-deps lint unit fuzz
+# gofmt and vet, every test with the race detector, the portable packages'
+# tests again on 32- and 64-bit ARM under qemu, then each fuzz target for a
+# short bounded time.
+test: test-deps lint unit test-arm fuzz
 
 test-deps:
 	@scripts/ensure-mosquitto.sh
 	@scripts/ensure-chromium.sh
+	@scripts/ensure-qemu.sh
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+# The tests of every package that needs neither root nor the daemon's own
+# broker, cross-compiled for the boxes dockd ships to (linux/arm GOARM=7 and
+# linux/arm64, CGO_ENABLED=0) and run under qemu-user through `go test -exec`,
+# so no binfmt_misc registration is needed. Catches what amd64 hides: 64-bit
+# atomics misaligned on arm32, int overflow at 32 bits, bbolt's 32-bit mmap,
+# endianness and alignment assumptions in the decoders. Tests that re-execute
+# their own binary find the emulator in $(TEST_EMU_ENV) (testkit.SelfCommand).
+# No -race: the race detector needs cgo and does not exist for linux/arm.
+ARM_PKGS     ?= ./internal/... ./buffer ./device/... ./firmware-config ./uplink/contract
+TEST_EMU_ENV := DOCKD_TEST_EMULATOR
+test-arm:
+	@scripts/ensure-qemu.sh
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(TEST_EMU_ENV)=qemu-arm-static \
+	  $(GO) test -exec qemu-arm-static -count=1 -timeout 10m $(ARM_PKGS)
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(TEST_EMU_ENV)=qemu-aarch64-static \
+	  $(GO) test -exec qemu-aarch64-static -count=1 -timeout 10m $(ARM_PKGS)
 
 # Each Fuzz* function in the tree, FUZZTIME each (corpora are kept in testdata/fuzz).
 fuzz:

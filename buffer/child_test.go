@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dockd/dockd/internal/testkit"
 )
 
 // Child-process modes: the test binary re-executes itself with these
@@ -104,7 +106,7 @@ type childRun struct {
 // "ready", and collects everything it printed until it exited.
 func runChild(t *testing.T, mode, path string, kill func(p *os.Process)) childRun {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := testkit.SelfCommand("-test.run=^$")
 	cmd.Env = append(os.Environ(), envChild+"="+mode, envPath+"="+path)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -344,7 +346,7 @@ func fsizeChild(path string) {
 
 func TestDiskFullRLIMIT(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "q.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := testkit.SelfCommand("-test.run=^$")
 	cmd.Env = append(os.Environ(), envChild+"=fsize", envPath+"="+path)
 	out, err := cmd.Output()
 	if err != nil {

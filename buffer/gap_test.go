@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/dockd/dockd/internal/testkit"
 )
 
 // gapPayload is the gap record the tests' GapRecord builds.
@@ -90,7 +92,7 @@ func gapChild(path string, recover bool) {
 
 func runGapChild(t *testing.T, mode, path string) (stored, failed []uint64) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := testkit.SelfCommand("-test.run=^$")
 	cmd.Env = append(os.Environ(), envChild+"="+mode, envPath+"="+path)
 	out, err := cmd.Output()
 	if err != nil {

@@ -3,7 +3,6 @@ package uplink
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -139,7 +138,7 @@ func TestInteropRetainedStatusAndWill(t *testing.T) {
 		}
 
 		// The will, when the station process is SIGKILLed.
-		cmd := exec.Command(os.Args[0], "-test.run=^TestUplinkChildProcess$")
+		cmd := testkit.SelfCommand("-test.run=^TestUplinkChildProcess$")
 		cmd.Env = append(os.Environ(), childBrokerEnv+"="+b.URL())
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start child: %v", err)

@@ -6,6 +6,8 @@ package uplink
 // goroutine) and the bookkeeping of unconfirmed events (Run's goroutine).
 
 import (
+	"github.com/dockd/dockd/internal/jsonstrict"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -57,11 +59,19 @@ type Receipt struct {
 	Collector string    `json:"collector"`
 }
 
+// MaxReceiptBytes bounds a receipt payload; larger ones are refused unread.
+const MaxReceiptBytes = 4 << 10
+
 // ParseReceipt decodes and checks a receipt payload: a JSON object with
 // schema dockd.receipt/1, a non-empty station and collector, an RFC 3339
-// time and an unsigned integer upto. Unknown members are ignored. Errors
-// wrap ErrMalformedReceipt and say what was wrong.
+// time and an unsigned integer upto. Unknown members are ignored; a member
+// given twice, data after the object, or more than MaxReceiptBytes is
+// malformed (internal/jsonstrict). Errors wrap ErrMalformedReceipt and say
+// what was wrong.
 func ParseReceipt(payload []byte) (Receipt, error) {
+	if len(payload) > MaxReceiptBytes {
+		return Receipt{}, fmt.Errorf("%w: %d bytes, at most %d", ErrMalformedReceipt, len(payload), MaxReceiptBytes)
+	}
 	var raw struct {
 		Schema    *string          `json:"schema"`
 		Station   *string          `json:"station"`
@@ -69,7 +79,7 @@ func ParseReceipt(payload []byte) (Receipt, error) {
 		Time      *string          `json:"time"`
 		Collector *string          `json:"collector"`
 	}
-	if err := json.Unmarshal(payload, &raw); err != nil {
+	if err := jsonstrict.Decode(payload, &raw, false); err != nil {
 		return Receipt{}, fmt.Errorf("%w: not a JSON object: %v", ErrMalformedReceipt, err)
 	}
 	var r Receipt

@@ -298,6 +298,10 @@ func TestParseReceipt(t *testing.T) {
 		`{"schema":"dockd.receipt/1","station":"s","upto":18446744073709551616,"time":"2026-01-15T09:30:13Z","collector":"c"}`,
 		`{"schema":"dockd.receipt/1","station":"","upto":1,"time":"2026-01-15T09:30:13Z","collector":"c"}`,
 		`{"schema":"dockd.receipt/1","station":"s","upto":1,"time":"2026-01-15T09:30:13Z"}`,
+		// Strict JSON (internal/jsonstrict): a repeated member, trailing data, oversized.
+		`{"schema":"dockd.receipt/1","station":"s","upto":1,"upto":999,"time":"2026-01-15T09:30:13Z","collector":"c"}`,
+		`{"schema":"dockd.receipt/1","station":"s","upto":1,"time":"2026-01-15T09:30:13Z","collector":"c"} {}`,
+		`{"schema":"dockd.receipt/1","station":"s","upto":1,"time":"2026-01-15T09:30:13Z","collector":"c","pad":"` + strings.Repeat("x", MaxReceiptBytes) + `"}`,
 	} {
 		if _, err := ParseReceipt([]byte(p)); err == nil {
 			t.Errorf("ParseReceipt(%q) accepted", p)

@@ -34,7 +34,9 @@ func secTopic(site, door, leaf string) string { return "dockd/v1/" + site + "/" 
 
 // secACL is the test broker's ACL: central reads all events and status and
 // writes commands; each station writes only its own events and status and
-// reads only its own commands. It mirrors firmware-config/mosquitto-acl.example.
+// reads only its own commands, in the per-station form with SITE-DOOR
+// usernames. The shipped, generated ACL (usernames SITE/DOOR, pattern rules)
+// is tested as deployed in acl_contract_test.go.
 func secACL() string {
 	var b strings.Builder
 	b.WriteString("user " + secCentralUser + "\n")
@@ -117,7 +119,8 @@ func connectProbe(t *testing.T, o probeOpts) (*recorder, error) {
 	opts := mqtt.NewClientOptions().AddBroker(o.broker).SetClientID(o.clientID).
 		SetUsername(o.user).SetPassword(o.pass).SetProtocolVersion(4).SetCleanSession(true).
 		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).SetOrderMatters(true).
-		SetDefaultPublishHandler(r.record)
+		SetDefaultPublishHandler(r.record).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) { t.Logf("%s: connection lost: %v", o.clientID, err) })
 	if o.tls != nil {
 		opts.SetTLSConfig(o.tls)
 	}

@@ -116,7 +116,9 @@ func (c *Client) session(ctx context.Context, gen uint64) (wasUp bool, err error
 
 	for _, s := range c.subs {
 		fn := s.fn
-		stok := cli.Subscribe(s.filter, s.qos, func(_ mqtt.Client, m mqtt.Message) { fn(m.Topic(), m.Payload()) })
+		stok := cli.Subscribe(s.filter, s.qos, func(_ mqtt.Client, m mqtt.Message) {
+			fn(Inbound{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained()})
+		})
 		if err := c.await(ctx, stok, lost); err != nil {
 			if ctx.Err() != nil {
 				c.shutdown(cli, nil, lost, log)

@@ -189,10 +189,22 @@ type Stats struct {
 // return quickly (hand work to another goroutine); it may call SetStatus.
 type Handler func(topic string, payload []byte)
 
+// Inbound is one downlink message with the MQTT flags a handler may need.
+// paho has read the whole packet into memory before a handler sees it, so
+// the size of Payload is bounded only by the broker (message_size_limit,
+// see SCALING.md); handlers bound what they copy or parse.
+type Inbound struct {
+	Topic   string
+	Payload []byte
+	// Retained is set when the broker delivered a stored retained message
+	// (at subscribe time), not a live publish.
+	Retained bool
+}
+
 type subscription struct {
 	filter string
 	qos    byte
-	fn     Handler
+	fn     func(Inbound)
 }
 
 // Client is the MQTT uplink. Create it with New, configure it with
@@ -311,7 +323,7 @@ func New(cfg Config, out Outbox, log *slog.Logger) (*Client, error) {
 		receiptKick: make(chan struct{}, 1),
 	}
 	if c.receiptMode() {
-		c.subs = append(c.subs, subscription{filter: cfg.ReceiptsTopic, qos: 1, fn: c.onReceipt})
+		c.subs = append(c.subs, subscription{filter: cfg.ReceiptsTopic, qos: 1, fn: func(m Inbound) { c.onReceipt(m.Topic, m.Payload) }})
 	}
 	return c, nil
 }
@@ -359,6 +371,15 @@ func (c *Client) OnConnectionChange(fn func(up bool)) {
 func (c *Client) Handle(filter string, qos byte, fn func(topic string, payload []byte)) {
 	if c.started.Load() {
 		panic("uplink: Handle after Run")
+	}
+	c.subs = append(c.subs, subscription{filter: filter, qos: qos, fn: func(m Inbound) { fn(m.Topic, m.Payload) }})
+}
+
+// HandleMessage is Handle for a handler that needs the message's flags
+// (Inbound.Retained). Same rules as Handle; call before Run.
+func (c *Client) HandleMessage(filter string, qos byte, fn func(Inbound)) {
+	if c.started.Load() {
+		panic("uplink: HandleMessage after Run")
 	}
 	c.subs = append(c.subs, subscription{filter: filter, qos: qos, fn: fn})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -396,7 +395,7 @@ func TestUplinkChildProcess(t *testing.T) {
 func TestWillWhenProcessVanishes(t *testing.T) {
 	m := testkit.StartMosquitto(t)
 	sub := testkit.NewSubscriber(t, m.URL(), statusTopic)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestUplinkChildProcess$")
+	cmd := testkit.SelfCommand("-test.run=^TestUplinkChildProcess$")
 	cmd.Env = append(os.Environ(), childBrokerEnv+"="+m.URL())
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start child %s: %v", os.Args[0], err)

@@ -22,22 +22,34 @@ const allowlistUsage = `usage: dockd allowlist import [--partial] [--format csv|
        dockd allowlist lookup GTIN LOT|SERIAL | lookup SSCC
        dockd allowlist trace --lot L | --serial S | --sscc X [--gtin G]`
 
+// allowlistSynopses is the usage line of each allowlist subcommand but
+// trace (which is `dockd trace`).
+var allowlistSynopses = map[string]string{
+	"import": "dockd allowlist import [--partial] [--format csv|jsonl] [--version V] FILE [--config FILE | --state-dir DIR]",
+	"export": "dockd allowlist export [FILE] [--config FILE | --state-dir DIR]",
+	"stats":  "dockd allowlist stats [--config FILE | --state-dir DIR]",
+	"lookup": "dockd allowlist lookup GTIN LOT|SERIAL | lookup SSCC [--config FILE | --state-dir DIR]",
+}
+
 func cmdAllowlist(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return &exitError{2, errors.New(allowlistUsage)}
+	sub, args, err := commandWord(args, allowlistUsage, stdout, stderr)
+	if err != nil {
+		return err
 	}
-	sub := args[0]
 	if sub == "trace" {
-		return cmdTrace(ctx, args[1:], stdout, stderr)
+		return cmdTrace(ctx, args, stdout, stderr)
+	}
+	synopsis, ok := allowlistSynopses[sub]
+	if !ok {
+		return &exitError{2, fmt.Errorf("unknown allowlist command %q\n%s", sub, allowlistUsage)}
 	}
 	fs := flag.NewFlagSet("allowlist "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	dirOf := stateFlags(fs)
 	ver := fs.String("version", "", "import: version name (default: the file name and time)")
 	partial := fs.Bool("partial", false, "import: import the good rows even when some rows are bad (they are listed)")
 	format := fs.String("format", "", "import: csv or jsonl (default: by file name, else sniffed)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return &exitError{2, err}
+	if err := parseArgs(fs, synopsis, args, stdout, stderr); err != nil {
+		return err
 	}
 	dir, err := dirOf()
 	if err != nil {

@@ -124,33 +124,26 @@ type replyPublisher interface {
 const commandQueue = 64
 
 type commandMsg struct {
-	topic   string
-	payload []byte
+	topic    string
+	payload  []byte
+	retained bool
+	size     int // the payload's size when it was too large to copy (payload nil)
 }
 
 // commandService runs central's commands one at a time, in arrival order,
 // on its own goroutine, and publishes each reply.
 type commandService struct {
 	// audit, when set, learns each command's id before it runs.
-	audit *commandAudit
-	h     *command.Handler
-	pub   replyPublisher
-	log   *slog.Logger
-	in    chan commandMsg
+	audit      *commandAudit
+	h          *command.Handler
+	pub        replyPublisher
+	log        *slog.Logger
+	in         chan commandMsg
+	maxPayload int // larger payloads are not copied (ReceiveMessage)
 }
 
 func newCommandService(h *command.Handler, pub replyPublisher, log *slog.Logger) *commandService {
-	return &commandService{h: h, pub: pub, log: log.With("part", "commands"), in: make(chan commandMsg, commandQueue)}
-}
-
-// Receive is the uplink.Handler for the command filter: it queues the
-// message and returns at once. Safe for concurrent use.
-func (s *commandService) Receive(topic string, payload []byte) {
-	select {
-	case s.in <- commandMsg{topic: topic, payload: append([]byte(nil), payload...)}:
-	default:
-		s.log.Warn("command queue full; dropping a command (central will resend it)", "topic", topic)
-	}
+	return &commandService{h: h, pub: pub, log: log.With("part", "commands"), in: make(chan commandMsg, commandQueue), maxPayload: h.MaxPayload()}
 }
 
 // Run handles queued commands until ctx ends, then returns ctx.Err(). A
@@ -164,14 +157,14 @@ func (s *commandService) Run(ctx context.Context) error {
 			if s.audit != nil {
 				s.audit.begin(m.payload)
 			}
-			topic, reply := s.h.Handle(ctx, m.topic, m.payload)
+			topic, reply := s.handle(ctx, m)
 			if s.audit != nil {
 				s.audit.end()
 			}
 			if topic == "" {
 				continue
 			}
-			if err := s.pub.Publish(ctx, topic, reply); err != nil && !errors.Is(err, context.Canceled) {
+			if err := s.publishReply(ctx, topic, reply); err != nil && !errors.Is(err, context.Canceled) {
 				s.log.Warn("publishing a command reply failed; central will resend the command", "topic", topic, "err", err)
 			}
 		}

@@ -186,16 +186,23 @@ func (c *apiClient) post(ctx context.Context, path string, body, out any) error 
 // cmdLight is `dockd light test`: every lamp and the buzzer in turn, through
 // the running station, or straight on the pins with --direct.
 func cmdLight(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "test" {
-		return &exitError{2, errors.New("usage: dockd light test [--socket PATH] | [--url URL --password-file F] | [--direct --config FILE]")}
+	const synopsis = "dockd light test [--socket PATH] | [--url URL --password-file F] | [--direct --config FILE]"
+	sub, args, err := commandWord(args, "usage: "+synopsis, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	if sub != "test" {
+		return &exitError{2, fmt.Errorf("unknown light command %q\nusage: %s", sub, synopsis)}
 	}
 	fs := flag.NewFlagSet("light test", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	client := apiFlags(fs)
 	direct := fs.Bool("direct", false, "drive the pins from the config here, without the daemon (stop dockd first)")
 	step := fs.Duration("step", light.DefaultTestStep, "how long each output stays on (with --direct)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return &exitError{2, err}
+	if err := parseArgs(fs, synopsis, args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return &exitError{2, fmt.Errorf("light test: unexpected argument %q", fs.Arg(0))}
 	}
 	start := time.Now()
 	if *direct {
@@ -271,11 +278,10 @@ type simulateAnswer struct {
 // scans the station could not take are.
 func cmdSimulate(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	client := apiFlags(fs)
 	asJSON := fs.Bool("json", false, "print each answer as a JSON line (the whole custody event)")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	if err := parseArgs(fs, "dockd simulate [flags] [SCAN ...]   (no SCAN: one per stdin line; {GS} is the FNC1 separator)", args, stdout, stderr); err != nil {
+		return err
 	}
 	c, err := client()
 	if err != nil {
@@ -348,10 +354,12 @@ func cmdSimulate(ctx context.Context, args []string, stdin io.Reader, stdout, st
 // page as the local user running the command.
 func cmdLoginLink(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("login-link", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	client := apiFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	if err := parseArgs(fs, "dockd login-link [--socket PATH]", args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return &exitError{2, fmt.Errorf("login-link: unexpected argument %q", fs.Arg(0))}
 	}
 	c, err := client()
 	if err != nil {
@@ -378,10 +386,9 @@ func cmdLoginLink(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // direction without an argument.
 func cmdDirection(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("direction", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	client := apiFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	if err := parseArgs(fs, "dockd direction receiving|shipping [--socket PATH]", args, stdout, stderr); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 || !dock.Direction(fs.Arg(0)).Valid() {
 		return &exitError{2, errors.New("usage: dockd direction receiving|shipping [--socket PATH]")}
@@ -407,10 +414,12 @@ func cmdDirection(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // ran it); it says what needs a restart instead.
 func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	client := apiFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	if err := parseArgs(fs, "dockd reload [--socket PATH]", args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return &exitError{2, fmt.Errorf("reload: unexpected argument %q", fs.Arg(0))}
 	}
 	c, err := client()
 	if err != nil {

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,6 +52,9 @@ type daemonOptions struct {
 	LightPins *light.Pins
 	// ConfigPath is the file the config came from; reload-config re-reads it.
 	ConfigPath string
+	// ClockSynced replaces the kernel's NTP state for judging command ages
+	// (tests; nil: the kernel's).
+	ClockSynced func() bool
 }
 
 // daemon is one running station: every part opened, wired, not yet running.
@@ -92,15 +93,13 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 			opened.closeStores()
 		}
 	}()
+	if err := checkSecrets(cfg); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("creating state dir: %w", err)
 	}
-	listOpts := []allowlist.Option{allowlist.WithTraceRetention(cfg.Allowlist.TraceRetention)}
-	if k := cfg.Allowlist.PublicKey; k != "" {
-		key, _ := base64.StdEncoding.DecodeString(k) // validated by config.Parse
-		listOpts = append(listOpts, allowlist.WithPublicKey(ed25519.PublicKey(key)))
-	}
-	if d.list, err = allowlist.Open(filepath.Join(cfg.StateDir, "allowlist.db"), listOpts...); err != nil {
+	if d.list, err = allowlist.Open(filepath.Join(cfg.StateDir, "allowlist.db"), d.allowlistOptions()...); err != nil {
 		return nil, err
 	}
 	storageAlarm := false
@@ -161,7 +160,9 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 	for _, rc := range cfg.Readers {
 		switch rc.Type {
 		case "serial":
-			r, err := reader.NewSerial(readerConfig(rc), log.With("part", "reader", "reader", rc.ID))
+			// The reader packages add "reader" (its id) and "port" themselves;
+			// adding them here too would repeat the key in every line.
+			r, err := reader.NewSerial(readerConfig(rc), log.With("part", "reader"))
 			if err != nil {
 				return nil, err
 			}
@@ -171,7 +172,7 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 				d.readers = append(d.readers, r)
 			}
 		case "rfid":
-			r, err := rfid.New(rfidConfig(rc), log.With("part", "reader", "reader", rc.ID))
+			r, err := rfid.New(rfidConfig(rc), log.With("part", "reader"))
 			if err != nil {
 				return nil, err
 			}
@@ -296,11 +297,7 @@ func checkDevices(file string, cfg config.Config) error {
 			errs = append(errs, &config.Error{File: file, Key: fmt.Sprintf("readers[%d]", i), Msg: err.Error()})
 		}
 	}
-	if kf := cfg.MQTT.KeyFile; kf != "" {
-		if err := uplink.CheckKeyFile(kf); err != nil {
-			errs = append(errs, &config.Error{File: file, Key: "mqtt.key_file", Msg: err.Error()})
-		}
-	}
+	errs = append(errs, secretErrors(file, cfg)...)
 	if len(errs) > 0 {
 		return errs
 	}
@@ -353,9 +350,9 @@ func (d *daemon) newUplink() (*uplink.Client, error) {
 	if d.opts.ConfigPath != "" {
 		exec.reload = d.reloadConfig
 	}
-	d.cmds = newCommandService(command.NewHandler(command.Config{Topics: topics, Station: d.cfg.Station.ID, Log: d.log, Exec: exec}), up, d.log)
+	d.cmds = newCommandService(command.NewHandler(d.commandConfig(command.Config{Topics: topics, Station: d.cfg.Station.ID, Log: d.log, Exec: exec})), up, d.log)
 	d.cmds.audit = &exec.audit
-	up.Handle(topics.CommandFilter(), 1, d.cmds.Receive)
+	up.HandleMessage(topics.CommandFilter(), 1, d.cmds.ReceiveMessage)
 	d.updater = allowlist.NewUpdater(d.list, d.publishListAck, d.log.With("part", "allowlist"))
 	up.Handle(m.TopicPrefix+"/"+d.cfg.Station.Site+"/allowlist/#", 1, d.updater.Handle)
 	up.OnConnectionChange(func(connected bool) {

@@ -43,10 +43,12 @@ Ctrl-D or Ctrl-C ends the demo.
 
 func cmdDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", "", "keep the demo's buffer and allowlist here (default: a temporary directory)")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	if err := parseArgs(fs, "dockd demo [--state-dir DIR]", args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return &exitError{2, fmt.Errorf("demo: unexpected argument %q", fs.Arg(0))}
 	}
 	if *stateDir == "" {
 		dir, err := os.MkdirTemp("", "dockd-demo-")
@@ -80,6 +82,9 @@ func cmdDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		defer b.Close()
 		cfg.MQTT.Broker = b.URL()
+		// The embedded broker listens on loopback only and nobody signs the
+		// demo's lists: unsigned updates are this demo's explicit choice.
+		cfg.Allowlist.AllowUnsigned = cfg.Allowlist.PublicKey == ""
 	}
 
 	ctx, cancel := context.WithCancel(ctx)

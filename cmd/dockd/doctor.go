@@ -90,13 +90,15 @@ const (
 // exitError with code 1 when any check failed.
 func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/dockd/dockd.yaml", "config file")
 	asJSON := fs.Bool("json", false, "print a JSON report instead of the table")
 	wait := fs.Int("wait-scan", 0, "wait up to N seconds for a test scan on each reader (0: only check the port opens)")
 	timeout := fs.Duration("timeout", doctorProbeTimeout, "broker check timeout")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	if err := parseArgs(fs, "dockd doctor [--config FILE] [--json] [--wait-scan N] [--timeout D]", args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return &exitError{2, fmt.Errorf("doctor: unexpected argument %q", fs.Arg(0))}
 	}
 	d := &doctor{path: *path, waitScan: time.Duration(*wait) * time.Second, timeout: *timeout, stderr: stderr}
 	if *asJSON {
@@ -142,7 +144,8 @@ func printDoctorTable(w io.Writer, rows []checkRow) {
 func (d *doctor) run(ctx context.Context) {
 	cfg, err := loadConfig(d.path)
 	if err == nil {
-		err = checkDevices(d.path, cfg)
+		d.checkSecrets(cfg) // a row each, with its fix
+		err = withoutSecretErrors(checkDevices(d.path, cfg))
 	}
 	if err != nil {
 		fix := "correct the lines named above (dockd check-config " + d.path + "), or write a new config with dockd provision"
@@ -161,6 +164,7 @@ func (d *doctor) run(ctx context.Context) {
 	d.checkBuffer()
 	d.checkBroker(ctx)
 	d.checkAllowlist()
+	d.checkSigning()
 	d.checkClock()
 	d.checkLight()
 	for _, rc := range cfg.Readers {
@@ -267,7 +271,7 @@ func (d *doctor) checkBroker(ctx context.Context) {
 		b, err := os.ReadFile(m.PasswordFile)
 		if err != nil {
 			d.add("broker auth", levelFail, fmt.Sprintf("mqtt.password_file: %v", err),
-				"create it readable by the service only: install -m 0640 -o root -g dockd /dev/stdin "+m.PasswordFile)
+				"create it readable by the service only: install -m 0600 -o dockd /dev/stdin "+m.PasswordFile)
 			return
 		}
 		pc.Password = strings.TrimSpace(string(b))

@@ -63,6 +63,8 @@ mqtt:
   in_flight: 16
   keep_alive: 2s
   ack_timeout: 2s
+allowlist:
+  allow_unsigned: true
 status:
   addr: 127.0.0.1:0
 log:
@@ -137,6 +139,13 @@ func startStation(t testing.TB) *testStation {
 // text and prepare the state directory before the daemon opens it.
 func startStationWith(t testing.TB, prepare func(dir, yaml string) string) *testStation {
 	t.Helper()
+	return startStationOpts(t, prepare, daemonOptions{})
+}
+
+// startStationOpts is startStationWith with daemon options (ConfigPath is
+// set by it).
+func startStationOpts(t testing.TB, prepare func(dir, yaml string) string, opts daemonOptions) *testStation {
+	t.Helper()
 	s := &testStation{t: t, dir: t.TempDir(), seen: make(chan struct{}, 1)}
 	s.pty = testkit.NewPTY(t)
 	s.broker, s.brokerDir = persistentBrokerDir(t)
@@ -158,8 +167,11 @@ func startStationWith(t testing.TB, prepare func(dir, yaml string) string) *test
 		level = slog.LevelWarn // a log line per decision would be measured too
 	}
 	s.logs = &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, s.logs), &slog.HandlerOptions{Level: level}))
-	s.d, err = openDaemon(cfg, log, daemonOptions{ConfigPath: path})
+	// JSON, as the daemon logs under systemd, and every line checked: one
+	// object, no key twice (testkit.StrictJSONLog fails the test otherwise).
+	log := slog.New(slog.NewJSONHandler(io.MultiWriter(testWriter{t}, s.logs, testkit.NewStrictJSONLog(t)), &slog.HandlerOptions{Level: level}))
+	opts.ConfigPath = path
+	s.d, err = openDaemon(cfg, log, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +412,9 @@ func startProcBin(t testing.TB, bin, configPath string, env ...string) *proc {
 		defer close(p.done)
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		strict := testkit.NewStrictJSONLog(t)
 		for sc.Scan() {
+			strict.Write(append(sc.Bytes(), '\n'))
 			var rec struct {
 				Msg      string `json:"msg"`
 				Seq      uint64 `json:"seq"`

@@ -76,8 +76,19 @@ Usage:
   dockd version
 `
 
-// run dispatches a subcommand. It is main without os.Exit, for tests.
+// run dispatches a subcommand. It is main without os.Exit, for tests. A help
+// request answered on stdout (errHelpShown) is success.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, stdin, stdout, stderr)
+	if errors.Is(err, errHelpShown) {
+		return nil
+	}
+	return err
+}
+
+// dispatch runs the command args[0] names. Every command parses what follows
+// its command words with parseArgs (cli.go).
+func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return &exitError{2, errors.New("no command given")}
@@ -85,11 +96,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "run":
-		return cmdRun(ctx, rest, stderr)
+		return cmdRun(ctx, rest, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, rest, stdin, stdout, stderr)
 	case "check-config":
-		return cmdCheckConfig(rest, stdout)
+		return cmdCheckConfig(rest, stdout, stderr)
 	case "provision":
 		return cmdProvision(ctx, rest, stdin, stdout, stderr)
 	case "doctor":
@@ -107,15 +118,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "simulate":
 		return cmdSimulate(ctx, rest, stdin, stdout, stderr)
 	case "decode":
-		return cmdDecode(rest, stdin, stdout)
+		return cmdDecode(rest, stdin, stdout, stderr)
 	case "allowlist":
 		return cmdAllowlist(ctx, rest, stdout, stderr)
 	case "buffer":
 		return cmdBuffer(ctx, rest, stdin, stdout, stderr)
 	case "version", "--version", "-v":
+		if err := parseArgs(flag.NewFlagSet("version", flag.ContinueOnError), "dockd version", rest, stdout, stderr); err != nil {
+			return err
+		}
 		fmt.Fprintln(stdout, "dockd", version)
 		return nil
-	case "help", "--help", "-h":
+	case "help", "--help", "-h", "-help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
@@ -151,12 +165,14 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/dockd/dockd.yaml", "config file")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	if err := parseArgs(fs, "dockd run [--config FILE]", args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return &exitError{2, fmt.Errorf("run: unexpected argument %q (the config is given with --config FILE)", fs.Arg(0))}
 	}
 	cfg, err := loadConfig(*path)
 	if err != nil {
@@ -170,7 +186,12 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	return d.Run(ctx)
 }
 
-func cmdCheckConfig(args []string, stdout io.Writer) error {
+func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	if err := parseArgs(fs, "dockd check-config FILE", args, stdout, stderr); err != nil {
+		return err
+	}
+	args = fs.Args()
 	if len(args) != 1 {
 		return &exitError{2, errors.New("usage: dockd check-config FILE")}
 	}

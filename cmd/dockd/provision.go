@@ -7,6 +7,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -56,6 +58,10 @@ type provPlan struct {
 	ActiveLow                                  bool
 	Broker, Username, PasswordFile             string
 	CAFile, CertFile, KeyFile                  string
+	// AllowlistKey is central's Ed25519 public key (base64) that signs
+	// allowlist updates; AllowUnsigned accepts unsigned ones instead.
+	AllowlistKey  string
+	AllowUnsigned bool
 	// Delivery is mqtt.delivery: broker or receipt.
 	Delivery string
 }
@@ -143,6 +149,12 @@ func (p provPlan) yaml() string {
 			fmt.Fprintf(&b, "  %s: %s\n", kv.k, q(kv.v))
 		}
 	}
+	switch {
+	case p.AllowlistKey != "":
+		fmt.Fprintf(&b, "\nallowlist:\n  public_key: %s   # central's Ed25519 key: only updates signed with it are accepted\n", q(p.AllowlistKey))
+	case p.AllowUnsigned:
+		fmt.Fprintf(&b, "\nallowlist:\n  allow_unsigned: true   # unsigned updates from central are accepted (dockd doctor warns)\n")
+	}
 	return b.String()
 }
 
@@ -170,6 +182,12 @@ func (p provPlan) summary(w io.Writer, path string, exists bool, owner string) {
 		}
 		fmt.Fprintln(w)
 		fmt.Fprintf(w, "  delivery  %s\n", firstNonEmpty(p.Delivery, config.DeliveryBroker))
+		switch {
+		case p.AllowlistKey != "":
+			fmt.Fprintf(w, "  allowlist signed by central's key %s\n", p.AllowlistKey)
+		case p.AllowUnsigned:
+			fmt.Fprintf(w, "  allowlist UNSIGNED updates accepted\n")
+		}
 	}
 	verb := "create"
 	if exists {
@@ -390,6 +408,9 @@ func (pl *provPlan) interview(p *prompter, byID string) error {
 				return err
 			}
 		}
+		if err := pl.askAllowlistKey(p); err != nil {
+			return err
+		}
 		if strings.Contains(pl.Broker, "ssl://") || strings.Contains(pl.Broker, "mqtts://") {
 			if _, _, _, ok := mqttTLSKeys(config.MQTT{}); ok {
 				for _, f := range []struct {
@@ -407,6 +428,42 @@ func (pl *provPlan) interview(p *prompter, byID string) error {
 				fmt.Fprintln(p.out, "  (this version verifies the broker against the system CAs; CA and client certificate files are not configurable yet)")
 			}
 		}
+	}
+	return nil
+}
+
+// askAllowlistKey asks for central's allowlist signing key until a valid
+// one is given, or the technician explicitly accepts unsigned lists.
+func (pl *provPlan) askAllowlistKey(p *prompter) error {
+	for {
+		k, err := p.ask("Central's allowlist public key (Ed25519, base64; empty: none)", pl.AllowlistKey)
+		if err != nil {
+			return err
+		}
+		if k != "" {
+			if err := checkAllowlistKey(k); err != nil {
+				fmt.Fprintf(p.out, "  %v\n", err)
+				continue
+			}
+			pl.AllowlistKey, pl.AllowUnsigned = k, false
+			return nil
+		}
+		ok, err := p.yes("Without a key anyone who can publish on the site's allowlist topics decides what this door accepts. Accept unsigned allowlists?", false)
+		if err != nil {
+			return err
+		}
+		if ok {
+			pl.AllowlistKey, pl.AllowUnsigned = "", true
+			return nil
+		}
+	}
+}
+
+// checkAllowlistKey says what is wrong with a base64 Ed25519 public key.
+func checkAllowlistKey(k string) error {
+	b, err := base64.StdEncoding.DecodeString(k)
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		return fmt.Errorf("%q is not a base64 Ed25519 public key (%d bytes)", k, ed25519.PublicKeySize)
 	}
 	return nil
 }
@@ -482,7 +539,6 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode, gid int) error 
 // cmdProvision writes a station config. See the usage text for flags.
 func cmdProvision(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("provision", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/dockd/dockd.yaml", "config file to write")
 	var pl provPlan
 	fs.StringVar(&pl.Site, "site", "", "site id")
@@ -502,10 +558,15 @@ func cmdProvision(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	fs.StringVar(&pl.CAFile, "ca-file", "", "CA certificate for the broker (TLS)")
 	fs.StringVar(&pl.CertFile, "cert-file", "", "client certificate (mutual TLS)")
 	fs.StringVar(&pl.KeyFile, "key-file", "", "client key (mutual TLS)")
+	fs.StringVar(&pl.AllowlistKey, "allowlist-key", "", "central's Ed25519 public key (base64) that signs allowlist updates; required with --broker unless --allow-unsigned")
+	fs.BoolVar(&pl.AllowUnsigned, "allow-unsigned", false, "accept unsigned allowlist updates from central (doctor warns)")
 	yes := fs.Bool("yes", false, "do not ask: take everything from flags and write")
 	byID := fs.String("by-id", "/dev/serial/by-id", "where to list serial devices")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	if err := parseArgs(fs, "dockd provision [flags]   (asks on a terminal; --yes takes everything from flags)", args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return &exitError{2, fmt.Errorf("provision: unexpected argument %q (every setting is a flag)", fs.Arg(0))}
 	}
 	pl.Readers = readers
 	for _, kv := range strings.Split(*pins, ",") {
@@ -542,6 +603,12 @@ func cmdProvision(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		}
 	}
 
+	if pl.AllowlistKey != "" {
+		if err := checkAllowlistKey(pl.AllowlistKey); err != nil {
+			return &exitError{2, fmt.Errorf("--allowlist-key: %w", err)}
+		}
+		pl.AllowUnsigned = false
+	}
 	if pl.Broker != "" && pl.Delivery == "" {
 		pl.Delivery = config.DeliveryBroker
 	}
@@ -557,6 +624,11 @@ func cmdProvision(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	for _, r := range pl.Readers {
 		if _, err := os.Stat(r.Port); err != nil {
 			fmt.Fprintf(stdout, "note: reader %s: %s does not exist now (unplugged?); `dockd doctor` checks it again.\n", r.ID, r.Port)
+		}
+	}
+	for _, f := range secretFiles(cfg) {
+		if _, err := os.Stat(f.path); err != nil {
+			fmt.Fprintf(stdout, "note: %s %s does not exist yet; create it for the service user only: install -m 0600 -o dockd /dev/stdin %s\n", f.key, f.path, f.path)
 		}
 	}
 	_, statErr := os.Stat(*path)

@@ -37,7 +37,7 @@ func TestProvisionFlags(t *testing.T) {
 		{"complete", []string{"--site", "dc-east", "--door", "door-07", "--direction", "shipping",
 			"--reader", "scanner-1=" + scanner.Path() + ",rs232-lf", "--reader", "scanner-2=/dev/ttyACM9",
 			"--light", "gpio", "--pins", "green=GPIO5,red=GPIO6", "--active-low",
-			"--broker", "ssl://broker.example:8883", "--username", "door07", "--password-file", "/etc/dockd/pw", "--yes"}, 0,
+			"--broker", "ssl://broker.example:8883", "--username", "door07", "--password-file", "/etc/dockd/pw", "--allowlist-key", testAllowlistKey, "--yes"}, 0,
 			func(t *testing.T, c config.Config) {
 				if c.Station.ID != "dc-east-door-07" || c.Station.Direction != dock.Shipping || c.StateDir != "/var/lib/dockd" {
 					t.Errorf("station %+v state %s", c.Station, c.StateDir)
@@ -53,8 +53,11 @@ func TestProvisionFlags(t *testing.T) {
 					c.MQTT.Delivery != config.DeliveryBroker {
 					t.Errorf("mqtt %+v", c.MQTT)
 				}
+				if c.Allowlist.PublicKey != testAllowlistKey || c.Allowlist.AllowUnsigned {
+					t.Errorf("allowlist %+v", c.Allowlist)
+				}
 			}},
-		{"receipt delivery", []string{"--site", "s", "--door", "d", "--reader", "r=/dev/x", "--broker", "tcp://a:1883,tcp://b:1883", "--delivery", "receipt", "--yes"}, 0,
+		{"receipt delivery", []string{"--site", "s", "--door", "d", "--reader", "r=/dev/x", "--broker", "tcp://a:1883,tcp://b:1883", "--delivery", "receipt", "--allowlist-key", testAllowlistKey, "--yes"}, 0,
 			func(t *testing.T, c config.Config) {
 				if c.MQTT.Delivery != config.DeliveryReceipt || len(c.MQTT.Brokers) != 2 || c.MQTT.Brokers[1] != "tcp://b:1883" {
 					t.Errorf("mqtt %+v", c.MQTT)
@@ -71,6 +74,14 @@ func TestProvisionFlags(t *testing.T) {
 		{"bad site id", []string{"--site", "dc east!", "--door", "d", "--reader", "r=/dev/ttyUSB0", "--yes"}, 1, nil},
 		{"no reader", []string{"--site", "s", "--door", "d", "--yes"}, 1, nil},
 		{"bad pin", []string{"--site", "s", "--door", "d", "--reader", "r=/dev/x", "--light", "gpio", "--pins", "green=pin17,red=GPIO6", "--yes"}, 1, nil},
+		{"broker without allowlist key", []string{"--site", "s", "--door", "d", "--reader", "r=/dev/x", "--broker", "tcp://h:1883", "--yes"}, 1, nil},
+		{"bad allowlist key", []string{"--site", "s", "--door", "d", "--reader", "r=/dev/x", "--broker", "tcp://h:1883", "--allowlist-key", "abc", "--yes"}, 2, nil},
+		{"unsigned on purpose", []string{"--site", "s", "--door", "d", "--reader", "r=/dev/x", "--broker", "tcp://h:1883", "--allow-unsigned", "--yes"}, 0,
+			func(t *testing.T, c config.Config) {
+				if !c.Allowlist.AllowUnsigned || c.Allowlist.PublicKey != "" {
+					t.Errorf("allowlist %+v", c.Allowlist)
+				}
+			}},
 		{"bad broker", []string{"--site", "s", "--door", "d", "--reader", "r=/dev/x", "--broker", "http://x", "--yes"}, 1, nil},
 		{"unknown profile", []string{"--site", "s", "--door", "d", "--reader", "r=/dev/x,keyboard", "--yes"}, 2, nil},
 		{"not a terminal without --yes", []string{"--site", "s", "--door", "d", "--reader", "r=/dev/x"}, 2, nil},
@@ -230,6 +241,10 @@ func TestProvisionInteractive(t *testing.T) {
 	term.expect("answer broker or receipt", "receipt")
 	term.expect("MQTT user name (empty: none): ", "door3")
 	term.expect("File holding the MQTT password [/etc/dockd/mqtt-password]: ", "")
+	term.expect("Central's allowlist public key (Ed25519, base64; empty: none): ", "")
+	term.expect("Accept unsigned allowlists? (y/N): ", "")
+	term.expect("Central's allowlist public key (Ed25519, base64; empty: none): ", "not-a-key")
+	term.expect("is not a base64 Ed25519 public key", testAllowlistKey) // answers the repeated question
 	term.expect("Write it? (Y/n): ", "y")
 	select {
 	case err := <-done:
@@ -257,7 +272,13 @@ func TestProvisionInteractive(t *testing.T) {
 		len(cfg.MQTT.Brokers) != 2 || cfg.MQTT.Brokers[1] != "tcp://10.0.0.6:1883" || cfg.MQTT.Delivery != config.DeliveryReceipt {
 		t.Errorf("mqtt %+v", cfg.MQTT)
 	}
+	if cfg.Allowlist.PublicKey != testAllowlistKey {
+		t.Errorf("allowlist %+v", cfg.Allowlist)
+	}
 }
+
+// testAllowlistKey is a well-formed Ed25519 public key (32 bytes, base64).
+const testAllowlistKey = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
 
 func TestProvisionInteractiveCancel(t *testing.T) {
 	term, slave := newTerminal(t)

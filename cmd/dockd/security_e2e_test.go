@@ -157,7 +157,8 @@ func (s *testStation) state() stationState {
 func refusals(s *testStation, reason string) int {
 	n := 0
 	for _, line := range strings.Split(s.logs.String(), "\n") {
-		if strings.Contains(line, `msg="status page: request refused"`) && strings.Contains(line, reason) {
+		// The test station logs JSON (helpers_test.go), as under systemd.
+		if strings.Contains(line, `"msg":"status page: request refused"`) && strings.Contains(line, reason) {
 			n++
 		}
 	}

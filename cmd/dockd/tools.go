@@ -23,14 +23,17 @@ import (
 // per line in order. Input bytes are decoded as they are: "<GS>" is label
 // data (a valid lot, for one). Only with --escapes are the typed escapes
 // \x1d, <GS> and {GS} turned into the GS byte.
-func cmdDecode(args []string, stdin io.Reader, stdout io.Writer) error {
+func cmdDecode(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("decode", flag.ContinueOnError)
 	rfid := fs.Bool("rfid", false, "input lines are EPC hex strings from an RFID reader")
 	noAIM := fs.String("no-aim", "gs1", "how to read scans without an AIM symbology id: gs1 | plain")
 	digitalLink := fs.String("digital-link", scan.DigitalLinkStrict, "how to judge GS1 Digital Link URIs: strict | lenient (as decode.digital_link)")
 	escapes := fs.Bool("escapes", false, `typed input: turn \x1d, <GS> and {GS} into the GS (FNC1) byte`)
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	if err := parseArgs(fs, "dockd decode [--rfid] [--no-aim gs1|plain] [--digital-link strict|lenient] [--escapes] < SCANS   (one scan per line)", args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return &exitError{2, fmt.Errorf("decode: unexpected argument %q (scans are read from stdin)", fs.Arg(0))}
 	}
 	dec, err := scan.NewDecoder(scan.Config{NoAIM: *noAIM, DigitalLink: *digitalLink})
 	if err != nil {
@@ -82,16 +85,29 @@ func stateFlags(fs *flag.FlagSet) func() (string, error) {
 	}
 }
 
+// bufferSynopses is the usage line of each buffer subcommand.
+var bufferSynopses = map[string]string{
+	"stats":  "dockd buffer stats [--config FILE | --state-dir DIR]",
+	"peek":   "dockd buffer peek [N] [--config FILE | --state-dir DIR]",
+	"export": "dockd buffer export FILE [--config FILE | --state-dir DIR]",
+	"import": "dockd buffer import FILE [--config FILE | --state-dir DIR]",
+}
+
+const bufferUsage = `usage: dockd buffer stats | peek [N] | export FILE | import FILE   [--config FILE | --state-dir DIR]`
+
 func cmdBuffer(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return &exitError{2, errors.New("usage: dockd buffer stats | peek [N] | export FILE | import FILE")}
+	sub, args, err := commandWord(args, bufferUsage, stdout, stderr)
+	if err != nil {
+		return err
 	}
-	sub := args[0]
+	synopsis, ok := bufferSynopses[sub]
+	if !ok {
+		return &exitError{2, fmt.Errorf("unknown buffer command %q\n%s", sub, bufferUsage)}
+	}
 	fs := flag.NewFlagSet("buffer "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	dirOf := stateFlags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		return &exitError{2, err}
+	if err := parseArgs(fs, synopsis, args, stdout, stderr); err != nil {
+		return err
 	}
 	dir, err := dirOf()
 	if err != nil {

@@ -13,19 +13,20 @@ import (
 	"github.com/dockd/dockd/internal/allowlist"
 )
 
+const traceSynopsis = "dockd trace --lot L | --serial S | --sscc X [--gtin G] [--config FILE | --state-dir DIR]"
+
 // cmdTrace lists what crossed this door for a lot, serial or SSCC, from the
 // trace records the station keeps for its retention period.
 func cmdTrace(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	dirOf := stateFlags(fs)
 	var q allowlist.TraceQuery
 	fs.StringVar(&q.Lot, "lot", "", "lot (AI 10)")
 	fs.StringVar(&q.Serial, "serial", "", "serial (AI 21)")
 	fs.StringVar(&q.SSCC, "sscc", "", "pallet SSCC (AI 00)")
 	fs.StringVar(&q.GTIN, "gtin", "", "narrow a lot or serial to one GTIN")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	if err := parseArgs(fs, traceSynopsis, args, stdout, stderr); err != nil {
+		return err
 	}
 	n := 0
 	for _, v := range []string{q.Lot, q.Serial, q.SSCC} {
@@ -33,8 +34,11 @@ func cmdTrace(_ context.Context, args []string, stdout, stderr io.Writer) error 
 			n++
 		}
 	}
-	if n != 1 || fs.NArg() != 0 {
-		return &exitError{2, errors.New("usage: dockd trace --lot L | --serial S | --sscc X [--gtin G]")}
+	if fs.NArg() != 0 {
+		return &exitError{2, fmt.Errorf("trace: unexpected argument %q\nusage: %s", fs.Arg(0), traceSynopsis)}
+	}
+	if n != 1 {
+		return &exitError{2, errors.New("usage: " + traceSynopsis)}
 	}
 	dir, err := dirOf()
 	if err != nil {

@@ -213,7 +213,8 @@ func (v *virtualPin) Out(l gpio.Level) error {
 	v.level = l
 	v.mu.Unlock()
 	if changed {
-		v.log.Info("virtual stack light", "output", v.role, "on", bool(l), "level", l.String())
+		// "pin_level", not "level": slog's own "level" key is in every line.
+		v.log.Info("virtual stack light", "output", v.role, "on", bool(l), "pin_level", l.String())
 	}
 	return nil
 }

@@ -140,6 +140,9 @@ func (s *syncBuf) lines(t *testing.T) []map[string]any {
 		if len(ln) == 0 {
 			continue
 		}
+		if err := testkit.CheckJSONLine(ln); err != nil {
+			t.Fatalf("log line %q: %v", ln, err)
+		}
 		var m map[string]any
 		if err := json.Unmarshal(ln, &m); err != nil {
 			t.Fatalf("log line %q: %v", ln, err)
@@ -181,7 +184,7 @@ func TestVirtualPinsLog(t *testing.T) {
 		if s.logs {
 			last := lines[len(lines)-1]
 			role := strings.TrimPrefix(s.pin.String(), "virtual-")
-			if last["output"] != role || last["on"] != bool(s.l) || last["level"] != s.l.String() {
+			if last["output"] != role || last["on"] != bool(s.l) || last["pin_level"] != s.l.String() {
 				t.Errorf("log line %v for %s -> %s", last, role, s.l)
 			}
 		}

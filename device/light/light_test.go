@@ -40,7 +40,7 @@ func TestDecisionPatterns(t *testing.T) {
 			if len(es) != 2 || !alternating(es) {
 				t.Fatalf("lamp edges = %v, want [High Low]", levels(es))
 			}
-			if d := es[0].At.Sub(t0); d > 250*time.Millisecond {
+			if d := es[0].At.Sub(t0); d > testkit.Slow(250*time.Millisecond) {
 				t.Errorf("lamp came on %v after ShowDecision", d)
 			}
 			if d := es[1].At.Sub(t0); !within(d, hold) {

@@ -89,6 +89,8 @@ type options struct {
 	flushRecords   int
 	publicKey      []byte // ed25519.PublicKey; nil: updates are not signed
 	maxFile        int64  // imports refuse to grow the file past this (0: no limit)
+	requireSig     bool   // refuse updates while publicKey is nil
+	limits         Limits
 }
 
 // WithTraceRetention keeps trace records for d (default 90 days).
@@ -123,6 +125,7 @@ func Open(path string, opt ...Option) (*Store, error) {
 	for _, f := range opt {
 		f(&o)
 	}
+	o.limits.defaults(path)
 	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: openTimeout, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("opening allowlist %s: %w", path, err)

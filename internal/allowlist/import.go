@@ -1,6 +1,8 @@
 package allowlist
 
 import (
+	"github.com/dockd/dockd/internal/jsonstrict"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -248,9 +250,7 @@ func jsonlSource(br *bufio.Reader) RowSource {
 				continue
 			}
 			var row Row
-			dec := json.NewDecoder(bytes.NewReader(b))
-			dec.DisallowUnknownFields()
-			if derr := dec.Decode(&row); derr != nil {
+			if derr := jsonstrict.Decode(b, &row, true); derr != nil {
 				return row, line, RowError{Line: line, Msg: "bad JSON: " + derr.Error()}
 			}
 			return row, line, nil

@@ -14,7 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -57,6 +57,9 @@ const (
 	ReasonBaseMismatch = "base_mismatch" // a delta on a version that is not active here
 	ReasonBadRows      = "bad_rows"      // rows that do not validate
 	ReasonStorage      = "storage"       // the station could not write its file
+	ReasonTooLarge     = "too_large"     // a message or a snapshot over the station's limits (allowlist.max_*)
+	ReasonNoSpace      = "no_space"      // staging would eat into the free space kept for events
+	ReasonExpired      = "expired"       // a snapshot not completed within allowlist.staging_ttl; dropped
 )
 
 // Ack is the station's answer to one update message, for central (the
@@ -132,6 +135,9 @@ func WithPublicKey(key ed25519.PublicKey) Option { return func(o *options) { o.p
 
 func (s *Store) verify(sig string, msg []byte) *UpdateError {
 	if s.opts.publicKey == nil {
+		if s.opts.requireSig {
+			return reject(ReasonBadSignature, "no key to check it with: set allowlist.public_key (or, knowingly, allowlist.allow_unsigned: true)")
+		}
 		return nil
 	}
 	raw, err := base64.StdEncoding.DecodeString(sig)
@@ -173,35 +179,22 @@ func (s *Store) ApplyUpdate(topic string, payload []byte) (Ack, error) {
 }
 
 func (s *Store) applyUpdate(topic string, payload []byte, ack *Ack) error {
-	i := strings.Index(topic, "/allowlist/")
-	if i < 0 {
-		return reject(ReasonMalformed, "topic %q has no /allowlist/ segment", topic)
+	ut, err := ParseUpdateTopic(topic)
+	ack.Seq, ack.Kind = ut.Seq, string(ut.Kind)
+	if err != nil {
+		return err
 	}
-	parts := strings.Split(topic[i+len("/allowlist/"):], "/")
-	if len(parts) < 2 {
-		return reject(ReasonMalformed, "topic %q: want snapshot/SEQ/manifest, snapshot/SEQ/chunk/N or delta/SEQ", topic)
+	if limit := s.opts.limits.MaxPayload(topic); int64(len(payload)) > limit {
+		return reject(ReasonTooLarge, "%s of %d bytes exceeds this station's limit of %d", ut.Kind, len(payload), limit)
 	}
-	seq, err := strconv.ParseUint(parts[1], 10, 64)
-	if err != nil || seq == 0 {
-		return reject(ReasonMalformed, "topic %q: %q is not a sequence number ≥ 1", topic, parts[1])
+	switch ut.Kind {
+	case KindManifest:
+		return s.manifest(ut.Seq, payload, ack)
+	case KindChunk:
+		return s.chunk(ut.Seq, ut.Chunk, payload, ack)
+	default:
+		return s.delta(ut.Seq, payload, ack)
 	}
-	ack.Seq = seq
-	switch {
-	case parts[0] == "snapshot" && len(parts) == 3 && parts[2] == "manifest":
-		ack.Kind = "manifest"
-		return s.manifest(seq, payload, ack)
-	case parts[0] == "snapshot" && len(parts) == 4 && parts[2] == "chunk":
-		ack.Kind = "chunk"
-		n, err := strconv.Atoi(parts[3])
-		if err != nil || n < 0 || n >= MaxChunks {
-			return reject(ReasonMalformed, "topic %q: chunk number %q", topic, parts[3])
-		}
-		return s.chunk(seq, n, payload, ack)
-	case parts[0] == "delta" && len(parts) == 2:
-		ack.Kind = "delta"
-		return s.delta(seq, payload, ack)
-	}
-	return reject(ReasonMalformed, "topic %q: want snapshot/SEQ/manifest, snapshot/SEQ/chunk/N or delta/SEQ", topic)
 }
 
 // order says whether seq is older than or equal to the active version or
@@ -231,30 +224,6 @@ func (s *Store) order(seq uint64, ack *Ack) (bool, error) {
 	return true, nil
 }
 
-// stage stores one part of snapshot seq and drops older staged snapshots.
-func (s *Store) stage(seq uint64, key, val []byte) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		st := tx.Bucket(bucketStaging)
-		var old [][]byte
-		st.ForEach(func(k, _ []byte) error {
-			if getU64(k) < seq {
-				old = append(old, append([]byte(nil), k...))
-			}
-			return nil
-		})
-		for _, k := range old {
-			if err := st.DeleteBucket(k); err != nil {
-				return err
-			}
-		}
-		b, err := st.CreateBucketIfNotExists(putU64(seq))
-		if err != nil {
-			return err
-		}
-		return b.Put(key, val)
-	})
-}
-
 func (s *Store) dropStaged(seq uint64) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketStaging).Bucket(putU64(seq)) == nil {
@@ -269,26 +238,10 @@ var keyManifest = []byte("m")
 func chunkKey(n int) []byte { return binary.BigEndian.AppendUint32([]byte("c"), uint32(n)) }
 
 func (s *Store) manifest(seq uint64, payload []byte, ack *Ack) error {
-	var m Manifest
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
-		return reject(ReasonMalformed, "manifest is not JSON of the contract: %v", err)
-	}
+	m, err := ParseManifest(seq, payload)
 	ack.Version = m.Version
-	switch {
-	case m.Schema != SnapshotSchema:
-		return reject(ReasonMalformed, "manifest schema %q, want %q", m.Schema, SnapshotSchema)
-	case m.Seq != seq:
-		return reject(ReasonMalformed, "manifest seq %d differs from the topic's %d", m.Seq, seq)
-	case m.Version == "" || len(m.Version) > 128:
-		return reject(ReasonMalformed, "manifest version %q: want 1 to 128 characters", m.Version)
-	case m.Chunks < 1 || m.Chunks > MaxChunks:
-		return reject(ReasonMalformed, "manifest chunks %d: want 1 to %d", m.Chunks, MaxChunks)
-	case m.Format != CSV && m.Format != JSONL:
-		return reject(ReasonMalformed, "manifest format %q: want csv or jsonl", m.Format)
-	case len(m.SHA256) != 64:
-		return reject(ReasonMalformed, "manifest sha256 %q: want 64 hex digits", m.SHA256)
+	if err != nil {
+		return err
 	}
 	if ok, err := s.order(seq, ack); !ok || err != nil {
 		return err
@@ -296,18 +249,58 @@ func (s *Store) manifest(seq uint64, payload []byte, ack *Ack) error {
 	if err := s.verify(m.Sig, m.SigningBytes()); err != nil {
 		return err
 	}
-	if err := s.stage(seq, keyManifest, payload); err != nil {
-		return fmt.Errorf("staging manifest of snapshot %d: %w", seq, err)
+	l := s.opts.limits
+	if m.Bytes > l.MaxSnapshotBytes {
+		s.dropStaged(seq)
+		return reject(ReasonTooLarge, "snapshot %d of %d bytes exceeds allowlist.max_snapshot_bytes %d", seq, m.Bytes, l.MaxSnapshotBytes)
+	}
+	// Room for the rest of the staging and the import after it.
+	free, err := l.Free()
+	if err != nil {
+		return fmt.Errorf("checking free space for snapshot %d: %w", seq, err)
+	}
+	if need, reserve := 2*max(m.Bytes-s.stagedBytes(seq), 0)+m.Bytes, l.Reserve(); free-need < reserve {
+		s.dropStaged(seq)
+		return reject(ReasonNoSpace, "snapshot %d needs about %s to stage and import, %s is free under %s and %s is kept for events",
+			seq, human(need), human(free), filepath.Dir(s.path), human(reserve))
+	}
+	if err := s.stageBounded(seq, keyManifest, payload); err != nil {
+		return err
 	}
 	return s.tryComplete(seq, ack)
+}
+
+// stagedBytes is how much of snapshot seq is staged.
+func (s *Store) stagedBytes(seq uint64) int64 {
+	var n int64
+	s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketStaging).Bucket(putU64(seq)); b != nil {
+			n = int64(getU64(b.Get(keyStagedBytes)))
+		}
+		return nil
+	})
+	return n
 }
 
 func (s *Store) chunk(seq uint64, n int, payload []byte, ack *Ack) error {
 	if ok, err := s.order(seq, ack); !ok || err != nil {
 		return err
 	}
-	if err := s.stage(seq, chunkKey(n), payload); err != nil {
-		return fmt.Errorf("staging chunk %d of snapshot %d: %w", n, seq, err)
+	var total int
+	s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketStaging).Bucket(putU64(seq)); b != nil {
+			var m Manifest
+			if v := b.Get(keyManifest); v != nil && json.Unmarshal(v, &m) == nil {
+				total = m.Chunks
+			}
+		}
+		return nil
+	})
+	if total > 0 && n >= total {
+		return reject(ReasonMalformed, "chunk %d of snapshot %d: its manifest says %d chunks (0 to %d)", n, seq, total, total-1)
+	}
+	if err := s.stageBounded(seq, chunkKey(n), payload); err != nil {
+		return err
 	}
 	return s.tryComplete(seq, ack)
 }
@@ -441,24 +434,13 @@ func (c *chunks) Read(p []byte) (int, error) {
 var errStale = errors.New("a newer version is active")
 
 func (s *Store) delta(seq uint64, payload []byte, ack *Ack) error {
-	if len(payload) > MaxDeltaBytes {
-		return reject(ReasonMalformed, "delta of %d bytes exceeds %d; send a snapshot", len(payload), MaxDeltaBytes)
+	if int64(len(payload)) > s.opts.limits.MaxDeltaBytes {
+		return reject(ReasonTooLarge, "delta of %d bytes exceeds allowlist.max_delta_bytes %d; send a snapshot", len(payload), s.opts.limits.MaxDeltaBytes)
 	}
-	head, body, _ := bytes.Cut(payload, []byte("\n"))
-	var h DeltaHeader
-	dec := json.NewDecoder(bytes.NewReader(head))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&h); err != nil {
-		return reject(ReasonMalformed, "delta header line is not JSON of the contract: %v", err)
-	}
+	h, body, err := ParseDelta(seq, payload)
 	ack.Version = h.Version
-	switch {
-	case h.Schema != DeltaSchema:
-		return reject(ReasonMalformed, "delta schema %q, want %q", h.Schema, DeltaSchema)
-	case h.Seq != seq:
-		return reject(ReasonMalformed, "delta seq %d differs from the topic's %d", h.Seq, seq)
-	case h.Version == "" || len(h.Version) > 128:
-		return reject(ReasonMalformed, "delta version %q: want 1 to 128 characters", h.Version)
+	if err != nil {
+		return err
 	}
 	if ok, err := s.order(seq, ack); !ok || err != nil {
 		return err
@@ -498,7 +480,7 @@ func (s *Store) delta(seq uint64, payload []byte, ack *Ack) error {
 	if ierr.Bad > 0 {
 		return &UpdateError{Reason: ReasonBadRows, Err: ierr}
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		cur := getU64(meta.Get(keySeq))
 		if cur != h.BaseSeq {
@@ -624,14 +606,16 @@ func deletePrefix(b *bolt.Bucket, prefix []byte) (int, error) {
 }
 
 // Updater runs allowlist updates from MQTT off the uplink's receive
-// goroutine: Handle queues a message and returns, Run applies queued
-// messages in arrival order and reports each Ack to the callback.
+// goroutine: Handle checks a message's size and queues it, Run applies
+// queued messages in arrival order, expires unfinished snapshots, and
+// reports each Ack to the callback.
 type Updater struct {
-	s     *Store
-	onAck func(Ack)
-	log   *slog.Logger
-	in    chan update
-	done  chan struct{}
+	s       *Store
+	onAck   func(Ack)
+	log     *slog.Logger
+	in      chan update
+	refused chan Ack
+	done    chan struct{}
 }
 
 type update struct {
@@ -639,20 +623,42 @@ type update struct {
 	payload []byte
 }
 
+// updaterQueue is how many update messages may wait for Run. With the
+// default limits that is at most 16 MiB of deltas.
+const updaterQueue = 16
+
 // NewUpdater returns an Updater for s; onAck (may be nil) receives every
 // Ack, e.g. to publish it on the station's ack topic.
 func NewUpdater(s *Store, onAck func(Ack), log *slog.Logger) *Updater {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Updater{s: s, onAck: onAck, log: log, in: make(chan update, 64), done: make(chan struct{})}
+	return &Updater{s: s, onAck: onAck, log: log, in: make(chan update, updaterQueue), refused: make(chan Ack, 64), done: make(chan struct{})}
 }
 
-// Handle queues one update message; it copies payload. It blocks only
-// while 64 messages are already queued, and drops the message once Run has
+// Handle queues one update message; it copies payload, but only after
+// checking its size against the store's limits for the topic's kind (chunk,
+// delta, manifest): a larger message is refused in one log line, never
+// copied or parsed, and answered with a rejected ack (too_large) by Run.
+// It blocks while the queue is full, and drops the message once Run has
 // returned (central resends: nothing was acknowledged). Its signature fits
 // uplink.Client.Handle.
 func (u *Updater) Handle(topic string, payload []byte) {
+	if limit := u.s.opts.limits.MaxPayload(topic); int64(len(payload)) > limit {
+		ut, _ := ParseUpdateTopic(topic)
+		u.log.Warn("allowlist update refused unread: too large", "topic", topic, "bytes", len(payload), "limit", limit)
+		a := Ack{Schema: AckSchema, Topic: topic, Kind: string(ut.Kind), Seq: ut.Seq, Status: StatusRejected, Reason: ReasonTooLarge,
+			Detail: fmt.Sprintf("%d bytes exceeds this station's limit of %d for this topic (allowlist.max_chunk_bytes / max_delta_bytes)", len(payload), limit)}
+		if a.Kind == "" {
+			a.Kind = string(KindManifest)
+		}
+		select {
+		case u.refused <- a:
+		default:
+			u.log.Warn("allowlist refusal not acknowledged: too many refusals queued", "topic", topic)
+		}
+		return
+	}
 	m := update{topic: topic, payload: append([]byte(nil), payload...)}
 	select {
 	case u.in <- m:
@@ -661,13 +667,26 @@ func (u *Updater) Handle(topic string, payload []byte) {
 	}
 }
 
-// Run applies queued updates until ctx ends, then returns nil.
+// Run applies queued updates until ctx ends, then returns nil. It drops
+// staged snapshots older than the store's StagingTTL at start and then
+// every minute (or a quarter of the TTL when shorter).
 func (u *Updater) Run(ctx context.Context) error {
 	defer close(u.done)
+	every := min(time.Minute, u.s.opts.limits.StagingTTL/4)
+	tick := time.NewTicker(max(every, 10*time.Millisecond))
+	defer tick.Stop()
+	u.expire(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-tick.C:
+			u.expire(ctx)
+		case a := <-u.refused:
+			if info, err := u.s.Info(); err == nil {
+				a.ActiveVer, a.ActiveSeq = info.Version, info.Seq
+			}
+			u.report(a)
 		case m := <-u.in:
 			ack, err := u.s.ApplyUpdate(m.topic, m.payload)
 			lvl := slog.LevelInfo
@@ -678,10 +697,26 @@ func (u *Updater) Run(ctx context.Context) error {
 			}
 			u.log.Log(ctx, lvl, "allowlist update", "topic", m.topic, "status", ack.Status, "reason", ack.Reason,
 				"version", ack.Version, "seq", ack.Seq, "active_version", ack.ActiveVer, "detail", ack.Detail)
-			if u.onAck != nil {
-				u.onAck(ack)
-			}
+			u.report(ack)
 		}
+	}
+}
+
+func (u *Updater) expire(ctx context.Context) {
+	acks, err := u.s.ExpireStaged()
+	if err != nil {
+		u.log.Error("expiring staged allowlist snapshots", "err", err)
+		return
+	}
+	for _, a := range acks {
+		u.log.Log(ctx, slog.LevelWarn, "allowlist snapshot expired", "seq", a.Seq, "reason", a.Reason, "detail", a.Detail)
+		u.report(a)
+	}
+}
+
+func (u *Updater) report(a Ack) {
+	if u.onAck != nil {
+		u.onAck(a)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dockd/dockd/internal/dock"
+	"github.com/dockd/dockd/internal/jsonstrict"
 )
 
 // Payload schema names (uplink/contract/command*.schema.json).
@@ -36,8 +37,21 @@ const (
 // Names lists every command this package knows, in documentation order.
 var Names = []string{NameSetDirection, NameLightTest, NameReloadConfig, NameRequestStatus, NameOpenShipment, NameCloseShipment}
 
-// MaxPayload bounds a command message; larger ones are refused unread.
+// MaxPayload is the largest command message Parse reads at all; a Handler
+// refuses larger ones unread, at Config.MaxPayload (default
+// DefaultMaxPayload) or this, whichever is smaller.
 const MaxPayload = 1 << 20
+
+// DefaultMaxPayload is a Handler's default bound on one command message:
+// enough for an open-shipment of several hundred lines. Larger shipment
+// lists travel in the allowlist (shipment rows).
+const DefaultMaxPayload = 64 << 10
+
+// Bounds on a command's time to live (ttl_s).
+const (
+	DefaultTTL = 5 * time.Minute
+	MaxTTL     = 24 * time.Hour
+)
 
 // Limits on an open-shipment command, as in the schema.
 const (
@@ -58,6 +72,9 @@ const (
 	CodeUnsupported    Code = "unsupported"     // this station cannot run the command (Executor returned ErrUnsupported)
 	CodeFailed         Code = "failed"          // the Executor returned an error or panicked
 	CodeTimeout        Code = "timeout"         // the command did not finish within Config.Timeout
+	CodeTooLarge       Code = "too_large"       // the message exceeds the station's command size limit; not read
+	CodeRetained       Code = "retained"        // delivered as a retained message: never executed (commands must not be retained)
+	CodeExpired        Code = "expired"         // issued_at + ttl_s has passed: arrived too late to be run
 )
 
 // Error is a command failure with its reply code. Parse returns it, and an
@@ -120,8 +137,13 @@ type Executor interface {
 type Command struct {
 	ID     string
 	Name   string
-	SentAt time.Time // zero when absent
-	Args   json.RawMessage
+	SentAt time.Time // zero when absent (informational)
+	// IssuedAt is when central issued the command (zero when absent), and
+	// TTL how long after that it may still be run (DefaultTTL when the
+	// command carries issued_at without ttl_s).
+	IssuedAt time.Time
+	TTL      time.Duration
+	Args     json.RawMessage
 
 	direction dock.Direction
 	shipment  Shipment
@@ -150,6 +172,9 @@ type envelope struct {
 	Name   *string         `json:"name"`
 	Args   json.RawMessage `json:"args"` // "null" when given as null, nil when absent
 	SentAt *string         `json:"sent_at"`
+	// IssuedAt and TTLS bound when the command may run (CONTRACT.md).
+	IssuedAt *string         `json:"issued_at"`
+	TTLS     json.RawMessage `json:"ttl_s"`
 }
 
 // Parse reads a command for name (the last topic level) from payload. It
@@ -157,14 +182,16 @@ type envelope struct {
 // when the id itself was readable (so the caller can answer on the id's
 // reply topic). Unknown envelope members are ignored (forward
 // compatibility); unknown args members are refused (a misspelt argument
-// must not be silently dropped).
+// must not be silently dropped). A member name given twice anywhere, or
+// data after the object, is malformed (jsonstrict): with two ids the
+// station and central could disagree about which command this is.
 func Parse(name string, payload []byte) (Command, error) {
 	cmd := Command{Name: name}
 	if len(payload) > MaxPayload {
-		return cmd, errorf(CodeMalformed, "payload of %d bytes exceeds %d", len(payload), MaxPayload)
+		return cmd, errorf(CodeTooLarge, "payload of %d bytes exceeds %d", len(payload), MaxPayload)
 	}
 	var env envelope
-	if err := json.Unmarshal(payload, &env); err != nil {
+	if err := jsonstrict.Decode(payload, &env, false); err != nil {
 		return cmd, errorf(CodeMalformed, "payload is not a JSON object: %v", err)
 	}
 	if bytes.HasPrefix(bytes.TrimSpace(payload), []byte("null")) {
@@ -190,6 +217,9 @@ func Parse(name string, payload []byte) (Command, error) {
 		}
 		cmd.SentAt = t
 	}
+	if err := cmd.parseExpiry(env); err != nil {
+		return cmd, err
+	}
 	if !known(name) {
 		return cmd, errorf(CodeUnknownCommand, "unknown command %q (known: %v)", name, Names)
 	}
@@ -210,6 +240,36 @@ func Parse(name string, payload []byte) (Command, error) {
 	return cmd, nil
 }
 
+// parseExpiry reads issued_at and ttl_s.
+func (c *Command) parseExpiry(env envelope) *Error {
+	if env.TTLS != nil && env.IssuedAt == nil {
+		return errorf(CodeMalformed, "ttl_s without issued_at")
+	}
+	if env.IssuedAt == nil {
+		return nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, *env.IssuedAt)
+	if err != nil {
+		return errorf(CodeMalformed, "issued_at %q is not an RFC 3339 date-time", *env.IssuedAt)
+	}
+	c.IssuedAt, c.TTL = t, DefaultTTL
+	if env.TTLS != nil {
+		var n int64
+		if err := json.Unmarshal(env.TTLS, &n); err != nil || n < 1 || time.Duration(n)*time.Second > MaxTTL {
+			return errorf(CodeMalformed, "ttl_s %s: want whole seconds, 1 to %d", env.TTLS, int64(MaxTTL/time.Second))
+		}
+		c.TTL = time.Duration(n) * time.Second
+	}
+	return nil
+}
+
+// Expired reports whether the command may no longer run at now: it carries
+// issued_at and now is more than TTL (plus skew, for clocks that differ a
+// little) after it. A command without issued_at never expires.
+func (c Command) Expired(now time.Time, skew time.Duration) bool {
+	return !c.IssuedAt.IsZero() && now.Sub(c.IssuedAt) > c.TTL+skew
+}
+
 func known(name string) bool {
 	for _, n := range Names {
 		if n == name {
@@ -220,12 +280,7 @@ func known(name string) bool {
 }
 
 func strictDecode(raw json.RawMessage, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	return nil
+	return jsonstrict.Decode(raw, v, true)
 }
 
 func (c *Command) parseArgs() error {

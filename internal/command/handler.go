@@ -32,9 +32,36 @@ type Config struct {
 	CacheSize int
 	// Timeout bounds one command's execution (default DefaultTimeout).
 	Timeout time.Duration
-	// Now is the clock for reply times (default time.Now).
+	// Now is the clock for reply times and expiry (default time.Now).
 	Now func() time.Time
-	Log *slog.Logger // nil: slog.Default
+	// ClockSynced says whether Now can be trusted to judge a command's age
+	// (a Pi without RTC boots at a stale time until NTP corrects it); nil
+	// means always. While it returns false no command is refused as
+	// expired (the check is logged as skipped).
+	ClockSynced func() bool
+	// MaxPayload bounds one command message (default DefaultMaxPayload, at
+	// most MaxPayload); larger ones are answered too_large without being
+	// parsed.
+	MaxPayload int
+	// Skew is how much later than issued_at+ttl_s a command is still run,
+	// for clocks that differ a little (default DefaultSkew).
+	Skew time.Duration
+	Log  *slog.Logger // nil: slog.Default
+}
+
+// DefaultSkew is the default Config.Skew.
+const DefaultSkew = 30 * time.Second
+
+// Message is one message from a command topic as the MQTT client saw it.
+type Message struct {
+	Topic   string
+	Payload []byte
+	// Retained is set when the broker delivered a retained copy (on
+	// subscribing), not a live publish.
+	Retained bool
+	// Size is the payload's real size when the caller did not keep a
+	// payload over Config.MaxPayload (Payload nil); 0 means len(Payload).
+	Size int
 }
 
 // Reply is the JSON answer to one command (command-reply.schema.json).
@@ -85,6 +112,13 @@ func NewHandler(cfg Config) *Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.MaxPayload <= 0 {
+		cfg.MaxPayload = DefaultMaxPayload
+	}
+	cfg.MaxPayload = min(cfg.MaxPayload, MaxPayload)
+	if cfg.Skew <= 0 {
+		cfg.Skew = DefaultSkew
+	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.Default()
@@ -96,18 +130,54 @@ func NewHandler(cfg Config) *Handler {
 // topic and payload of the reply to publish (QoS 1, not retained), or an
 // empty replyTopic when the topic is not one of this station's command
 // topics (such messages are logged and dropped: they are for someone
-// else). Every message on a command topic gets exactly one reply, whatever
+// else). Every non-empty message on a command topic gets exactly one reply, whatever
 // the payload, including an Executor that panics; a repeated id gets the
 // first reply again, byte for byte, without running the command (within
 // the last CacheSize ids). Handle blocks while the command runs (at most
 // about Config.Timeout, or until ctx ends).
 func (h *Handler) Handle(ctx context.Context, topic string, payload []byte) (replyTopic string, reply []byte) {
+	return h.HandleMessage(ctx, Message{Topic: topic, Payload: payload})
+}
+
+// HandleMessage is Handle for a message with its MQTT flags. Before
+// anything is parsed, a payload over Config.MaxPayload is answered
+// too_large on the _invalid reply topic (its id is not read). A retained
+// message is never executed: commands are not state, and a retained one
+// would run again after every reconnect or restart; it is answered
+// retained (on its id's reply topic when the id is readable) and not
+// remembered, so a live copy of the same id still runs. A command whose
+// issued_at + ttl_s has passed is answered expired (and remembered like
+// any reply). An empty payload (central clearing a retained command) is
+// logged and not answered. Each refusal is one log line saying why.
+func (h *Handler) HandleMessage(ctx context.Context, m Message) (replyTopic string, reply []byte) {
+	topic, payload := m.Topic, m.Payload
 	name, ok := h.cfg.Topics.CommandName(topic)
 	if !ok {
 		h.log.Warn("ignoring a message that is not on this station's command topic", "topic", topic, "want", h.cfg.Topics.CommandFilter())
 		return "", nil
 	}
+	if len(payload) == 0 && m.Size == 0 {
+		// The MQTT idiom for clearing a retained message: the broker passes
+		// the empty publish on to live subscribers. Not a command.
+		h.log.Info("empty message on a command topic ignored (a retained command being cleared)", "command", name, "retained", m.Retained)
+		return "", nil
+	}
+	if size := max(m.Size, len(payload)); size > h.cfg.MaxPayload {
+		h.log.Warn("command refused unread: too large", "command", name, "bytes", size, "limit", h.cfg.MaxPayload, "retained", m.Retained)
+		return h.cfg.Topics.Reply(contract.InvalidReplyID), h.encode(Reply{Command: name, Error: &ReplyError{
+			Code: CodeTooLarge, Message: fmt.Sprintf("command of %d bytes exceeds this station's limit of %d (mqtt.limits.command_bytes)", size, h.cfg.MaxPayload)}})
+	}
 	cmd, perr := Parse(name, payload)
+	if m.Retained {
+		rt := h.cfg.Topics.Reply(contract.InvalidReplyID)
+		if cmd.ID != "" {
+			rt = h.cfg.Topics.Reply(cmd.ID)
+		}
+		h.log.Warn("retained command ignored: commands must be published with retain off; clear it on the broker (publish an empty retained message on the topic)",
+			"command", name, "id", cmd.ID, "topic", topic)
+		return rt, h.encode(Reply{ID: cmd.ID, Command: name, Error: &ReplyError{
+			Code: CodeRetained, Message: "delivered as a retained message; not executed (publish commands with retain off, and clear the retained copy on " + topic + ")"}})
+	}
 	if cmd.ID == "" {
 		// No usable id: nothing to remember it by.
 		h.log.Warn("unreadable command", "command", name, "err", perr)
@@ -133,15 +203,36 @@ func (h *Handler) Handle(ctx context.Context, topic string, payload []byte) (rep
 	}
 
 	var r Reply
-	if perr != nil {
+	switch {
+	case perr != nil:
 		h.log.Warn("refused command", "id", cmd.ID, "command", name, "err", perr)
 		r = Reply{ID: cmd.ID, Command: name, Error: toReplyError(perr)}
-	} else {
+	case h.expired(cmd):
+		now := h.cfg.Now()
+		h.log.Warn("command refused: arrived after its time to live", "id", cmd.ID, "command", name,
+			"issued_at", cmd.IssuedAt, "ttl", cmd.TTL, "age", now.Sub(cmd.IssuedAt).Round(time.Second))
+		r = Reply{ID: cmd.ID, Command: name, Error: &ReplyError{Code: CodeExpired, Message: fmt.Sprintf(
+			"issued at %s with ttl_s %d; the station's clock says %s: too late to run it, issue it again with a new id",
+			cmd.IssuedAt.UTC().Format(time.RFC3339), int64(cmd.TTL/time.Second), now.UTC().Format(time.RFC3339))}}
+	default:
 		r = h.run(ctx, cmd)
 	}
 	e.reply = h.encode(r)
 	close(e.done)
 	return replyTopic, e.reply
+}
+
+// expired reports whether cmd is past its time to live by a clock that can
+// be trusted.
+func (h *Handler) expired(cmd Command) bool {
+	if !cmd.Expired(h.cfg.Now(), h.cfg.Skew) {
+		return false
+	}
+	if h.cfg.ClockSynced != nil && !h.cfg.ClockSynced() {
+		h.log.Warn("command looks expired but the clock is not synchronised; running it", "id", cmd.ID, "command", cmd.Name, "issued_at", cmd.IssuedAt)
+		return false
+	}
+	return true
 }
 
 // claim finds or creates the cache entry for id. owner is true when the
@@ -174,6 +265,9 @@ func (h *Handler) claim(id, name string) (e *entry, owner bool, dup *entry) {
 	}
 	return e, true, nil
 }
+
+// MaxPayload is the largest command message this Handler reads.
+func (h *Handler) MaxPayload() int { return h.cfg.MaxPayload }
 
 // Cached reports how many command ids are remembered now.
 func (h *Handler) Cached() int {

@@ -75,8 +75,26 @@ func (e EPCIS) Prefixes() epcis.Prefixes {
 // Allowlist configures the local list and what central may send down.
 type Allowlist struct {
 	// PublicKey (base64 Ed25519) makes the station accept only updates
-	// signed by central's key; empty accepts unsigned updates.
+	// signed by central's key.
 	PublicKey string `yaml:"public_key"`
+	// AllowUnsigned accepts unsigned updates from central. With a broker
+	// configured, one of PublicKey and AllowUnsigned is required (never
+	// both): unsigned lists must be a decision, not a default.
+	AllowUnsigned bool `yaml:"allow_unsigned"`
+	// MaxChunkBytes bounds one snapshot chunk, MaxDeltaBytes one delta,
+	// MaxSnapshotBytes a whole snapshot (its manifest's bytes and what is
+	// staged for it). Larger messages are refused before they are parsed
+	// or stored.
+	MaxChunkBytes    ByteSize `yaml:"max_chunk_bytes"`
+	MaxDeltaBytes    ByteSize `yaml:"max_delta_bytes"`
+	MaxSnapshotBytes ByteSize `yaml:"max_snapshot_bytes"`
+	// StagingTTL: a snapshot still incomplete this long after its first
+	// part arrived is dropped and its staging freed.
+	StagingTTL time.Duration `yaml:"staging_ttl"`
+	// DiskReserve is free space under state_dir that staging never takes,
+	// on top of what the event buffer may still grow to (buffer.max_bytes
+	// minus what it holds).
+	DiskReserve ByteSize `yaml:"disk_reserve"`
 	// TraceRetention is how long what crossed the door stays in the local
 	// trace (dockd trace).
 	TraceRetention time.Duration `yaml:"trace_retention"`
@@ -244,6 +262,15 @@ type MQTT struct {
 	AckTimeout  time.Duration `yaml:"ack_timeout"`
 	// Heartbeat is how often the retained status is republished.
 	Heartbeat time.Duration `yaml:"heartbeat"`
+	// Limits bound what central may send (checked before parsing).
+	Limits Limits `yaml:"limits"`
+}
+
+// Limits bound inbound MQTT messages by topic (allowlist topics: see
+// Allowlist.Max*).
+type Limits struct {
+	// CommandBytes bounds one message on PREFIX/SITE/DOOR/cmd/NAME.
+	CommandBytes ByteSize `yaml:"command_bytes"`
 }
 
 // Delivery modes (MQTT.Delivery).
@@ -383,16 +410,18 @@ func Defaults() Config {
 			KeepAlive:   15 * time.Second,
 			AckTimeout:  10 * time.Second,
 			Heartbeat:   30 * time.Second,
+			Limits:      Limits{CommandBytes: 64 << 10},
 			Delivery:    DeliveryBroker,
 			// Receipts: resend after 30 s without one, alarm after 5 min.
 			ReceiptTimeout: 30 * time.Second,
 			ReceiptAlarm:   5 * time.Minute,
 		},
-		Buffer:    Buffer{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, AlarmFraction: 0.8},
-		Decode:    Decode{NoAIM: "gs1", DigitalLink: "strict"},
-		Status:    Status{Addr: "127.0.0.1:8080"},
-		Allowlist: Allowlist{TraceRetention: 90 * 24 * time.Hour},
-		Log:       Log{Level: "info", Format: "auto"},
+		Buffer: Buffer{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, AlarmFraction: 0.8},
+		Decode: Decode{NoAIM: "gs1", DigitalLink: "strict"},
+		Status: Status{Addr: "127.0.0.1:8080"},
+		Allowlist: Allowlist{TraceRetention: 90 * 24 * time.Hour, MaxChunkBytes: 256 << 10, MaxDeltaBytes: 1 << 20,
+			MaxSnapshotBytes: 64 << 20, StagingTTL: time.Hour, DiskReserve: 32 << 20},
+		Log: Log{Level: "info", Format: "auto"},
 	}
 }
 
@@ -574,6 +603,9 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 	} else if !idPattern.MatchString(c.Station.Door) {
 		bad(fmt.Sprintf("%q: use letters, digits, '.', '_' or '-' (max 64), it becomes part of MQTT topics", c.Station.Door), "station", "door")
 	}
+	if c.Station.Door == "allowlist" {
+		bad(`"allowlist" is reserved: PREFIX/SITE/allowlist/… is the site's allowlist topic`, "station", "door")
+	}
 	if !c.Station.Direction.Valid() {
 		bad(fmt.Sprintf("%q: want receiving or shipping", c.Station.Direction), "station", "direction")
 	}
@@ -751,6 +783,25 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 			bad("want a base64 Ed25519 public key (32 bytes)", "allowlist", "public_key")
 		}
 	}
+	if (c.MQTT.Broker != "" || len(c.MQTT.Brokers) > 0) && c.Allowlist.PublicKey == "" && !c.Allowlist.AllowUnsigned {
+		bad("the uplink is on but no key checks central's allowlist updates: set allowlist.public_key to central's Ed25519 public key (base64; dockd provision --allowlist-key), or accept unsigned lists knowingly with allowlist.allow_unsigned: true", "allowlist", "public_key")
+	}
+	if c.Allowlist.PublicKey != "" && c.Allowlist.AllowUnsigned {
+		bad("allow_unsigned: true contradicts public_key: remove one", "allowlist", "allow_unsigned")
+	}
+	sizeIn := func(v ByteSize, lo, hi int64, path ...any) {
+		if int64(v) < lo || int64(v) > hi {
+			bad(fmt.Sprintf("%d bytes: want %s … %s", v, human(lo), human(hi)), path...)
+		}
+	}
+	sizeIn(c.MQTT.Limits.CommandBytes, 1<<10, 1<<20, "mqtt", "limits", "command_bytes")
+	sizeIn(c.Allowlist.MaxChunkBytes, 1<<10, 16<<20, "allowlist", "max_chunk_bytes")
+	sizeIn(c.Allowlist.MaxDeltaBytes, 1<<10, 16<<20, "allowlist", "max_delta_bytes")
+	sizeIn(c.Allowlist.MaxSnapshotBytes, int64(c.Allowlist.MaxChunkBytes), 4<<30, "allowlist", "max_snapshot_bytes")
+	sizeIn(c.Allowlist.DiskReserve, 0, 1<<40, "allowlist", "disk_reserve")
+	if c.Allowlist.StagingTTL < time.Minute || c.Allowlist.StagingTTL > 7*24*time.Hour {
+		bad(fmt.Sprintf("%s: want 1m … 168h", c.Allowlist.StagingTTL), "allowlist", "staging_ttl")
+	}
 	if c.Allowlist.TraceRetention < time.Hour {
 		bad(fmt.Sprintf("%s: want at least 1h", c.Allowlist.TraceRetention), "allowlist", "trace_retention")
 	}
@@ -785,6 +836,19 @@ func (c *Config) validate(file string, root *yaml.Node) Errors {
 		bad(fmt.Sprintf("%q: want auto, text or json", c.Log.Format), "log", "format")
 	}
 	return errs
+}
+
+// human writes a byte count with the largest binary unit that divides it.
+func human(n int64) string {
+	for _, u := range []struct {
+		s string
+		m int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.m && n%u.m == 0 {
+			return fmt.Sprintf("%d%s", n/u.m, u.s)
+		}
+	}
+	return fmt.Sprintf("%dB", n)
 }
 
 // validateEPCIS checks the epcis section: locations and transactions even

@@ -172,14 +172,15 @@ func TestEPCISSection(t *testing.T) {
 }
 
 func TestDeliveryAndBrokers(t *testing.T) {
-	cfg, err := Parse("x.yaml", []byte(base+"mqtt:\n  broker: tcp://a:1883\n"))
+	unsigned := "allowlist:\n  allow_unsigned: true\n"
+	cfg, err := Parse("x.yaml", []byte(base+unsigned+"mqtt:\n  broker: tcp://a:1883\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.MQTT.Delivery != DeliveryBroker || cfg.MQTT.ReceiptTimeout != 30*time.Second || len(cfg.MQTT.Brokers) != 1 || cfg.MQTT.Brokers[0] != "tcp://a:1883" {
 		t.Fatalf("defaults: %+v", cfg.MQTT)
 	}
-	cfg, err = Parse("x.yaml", []byte(base+"mqtt:\n  brokers: [tcp://a:1883, ssl://b:8883]\n  delivery: receipt\n  receipt_timeout: 5s\n  receipt_alarm: 1m\n"))
+	cfg, err = Parse("x.yaml", []byte(base+unsigned+"mqtt:\n  brokers: [tcp://a:1883, ssl://b:8883]\n  delivery: receipt\n  receipt_timeout: 5s\n  receipt_alarm: 1m\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

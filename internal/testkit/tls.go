@@ -128,8 +128,9 @@ func (p *PKI) issue(t testing.TB, name string, tmpl *x509.Certificate, opts []Ce
 	if err != nil {
 		t.Fatalf("pki %s: marshal key of %s: %v", p.Name, name, err)
 	}
-	certFile := filepath.Join(p.Dir, name+".crt")
-	keyFile := filepath.Join(p.Dir, name+".key")
+	file := strings.ReplaceAll(name, "/", "_") // a CN may be SITE/DOOR
+	certFile := filepath.Join(p.Dir, file+".crt")
+	keyFile := filepath.Join(p.Dir, file+".key")
 	writePEM(t, certFile, "CERTIFICATE", der, 0o644)
 	writePEM(t, keyFile, "PRIVATE KEY", kder, 0o600)
 	return certFile, keyFile
