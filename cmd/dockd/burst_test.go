@@ -64,12 +64,12 @@ func TestBurstDecidesInOrder(t *testing.T) {
 			t.Fatalf("scan %d of the burst was lit before its event was durable", i)
 		}
 	}
-	waitUntil(t, 5*time.Second, "the burst's summary line", func() bool { return strings.Contains(s.logs.String(), "msg=decisions") })
+	waitUntil(t, 5*time.Second, "the burst's summary line", func() bool { return strings.Contains(s.logs.String(), `"msg":"decisions"`) })
 	logs := s.logs.String()
-	if n := strings.Count(logs, "msg=decision "); n > 1+5 { // the warm-up's own line; a burst may begin with a lone frame or few
+	if n := strings.Count(logs, `"msg":"decision",`); n > 1+5 { // the warm-up's own line; a burst may begin with a lone frame or few
 		t.Fatalf("%d per-scan decision lines for a burst of %d scans", n, len(serials))
 	}
-	if !strings.Contains(logs, "duplicate_serial:3") {
+	if !strings.Contains(logs, `"duplicate_serial":3`) {
 		t.Fatalf("summary does not count the 3 duplicates:\n%s", logs)
 	}
 	waitEvents(t, s.sub, 1+len(serials), 30*time.Second)
