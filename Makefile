@@ -27,6 +27,7 @@ test: test-deps lint unit test-arm fuzz
 
 test-deps:
 	@scripts/ensure-mosquitto.sh
+	@scripts/ensure-postgres.sh
 	@scripts/ensure-chromium.sh
 	@scripts/ensure-qemu.sh
 
@@ -62,13 +63,20 @@ fuzz:
 bench:
 	@scripts/bench.sh
 
-# A fleet of stations (default 200) on one broker: events/s, latency, loss.
+# A fleet of stations (default 200) on one broker: events/s, latency, loss;
+# with -delivery receipt / -collector also offered / stored in PostgreSQL /
+# lost / duplicates suppressed.
 # Central reads through a shared subscription; the restart run uses
 # partitioned consumers, since Mosquitto 2.0 forgets $share subscriptions
 # across a restart (see uplink/SCALING.md).
 fleet: test-deps
 	$(GO) run ./cmd/fleet -stations 200 -duration 20s -central shared
 	$(GO) run ./cmd/fleet -stations 200 -duration 20s -restart-at 8s -central partitioned
+	# Broker kill -9 mid-run, central's collector into a private PostgreSQL:
+	# receipt delivery stores every event once; broker delivery (expected to
+	# report the loss and exit 1, hence the leading -) for comparison.
+	$(GO) run ./cmd/fleet -stations 200 -duration 20s -kill-at 8s -delivery receipt -central partitioned
+	-$(GO) run ./cmd/fleet -stations 200 -duration 20s -kill-at 8s -delivery broker -collector -central partitioned -drain 20s
 
 # Long fault soaks, not in `make test`: 1,000 randomised kill -9 points.
 soak: test-deps

@@ -24,6 +24,7 @@ run ./cmd/dockd WriteBytes 1x
 run ./cmd/dockd RFIDBurst 1x
 run ./cmd/dockd IdleWrites 1x
 run ./cmd/dockd FlashPerEvent 1x
+run ./internal/collector CollectorThroughput 1x
 
 # metric NAME-REGEX UNIT: the value before UNIT on the first matching benchmark line.
 metric() {
@@ -69,3 +70,5 @@ row "  delivered (QoS 1 subscriber)"                    "$(metric 'BenchmarkRFID
 row "  lag of the last event after the burst"          "$(metric 'BenchmarkRFIDBurst' lag-s)" "s"
 row "  daemon CPU per event"                            "$(metric 'BenchmarkRFIDBurst' cpu-µs/event)" "µs"
 row "  bytes written per event"                         "$(metric 'BenchmarkRFIDBurst' B/event)" "B"
+row "collector: backlog → PostgreSQL, batch 1000"     "$(metric 'BenchmarkCollectorThroughput/batch=1000' events/s)" "events/s (one collector, fsync on)"
+row "  baseline: one event per transaction"          "$(metric 'BenchmarkCollectorThroughput/batch=1-' events/s)" "events/s"

@@ -7,6 +7,7 @@
 //	dockd decode [--rfid] [--escapes] [--digital-link strict|lenient]  decode scans from stdin, one JSON line each
 //	dockd allowlist import|export|stats|lookup manage the local allowlist
 //	dockd buffer stats|peek|export|import      inspect and carry the event backlog
+//	dockd collect run|trace                    central: events into PostgreSQL, receipts back
 //	dockd version
 package main
 
@@ -73,6 +74,7 @@ Usage:
   dockd allowlist import|export|stats|lookup ...
   dockd trace --lot L | --serial S | --sscc X   what crossed this door, when, which way, with what decision
   dockd buffer stats|peek|export|import ...
+  dockd collect run|trace ...        central's collector: events into PostgreSQL, receipts to stations, traces
   dockd version
 `
 
@@ -123,6 +125,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdAllowlist(ctx, rest, stdout, stderr)
 	case "buffer":
 		return cmdBuffer(ctx, rest, stdin, stdout, stderr)
+	case "collect":
+		return cmdCollect(ctx, rest, stdout, stderr)
 	case "version", "--version", "-v":
 		if err := parseArgs(flag.NewFlagSet("version", flag.ContinueOnError), "dockd version", rest, stdout, stderr); err != nil {
 			return err

@@ -96,3 +96,18 @@ func (b *broker) restart() error {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// killAndStart kills the broker with SIGKILL (no save: sessions and queued
+// messages since its last autosave are gone) and starts it again on the
+// same port.
+func (b *broker) killAndStart() error {
+	b.proc.Kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := b.start()
+		if err == nil || !errors.Is(err, serverproc.ErrExited) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

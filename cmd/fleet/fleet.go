@@ -52,6 +52,22 @@ type Options struct {
 	// means a temp dir removed afterwards.
 	Dir      string
 	InFlight int // per-station uplink in-flight window
+
+	// Delivery is the stations' mqtt.delivery: "broker" (default: an event
+	// leaves a station's buffer on the broker's PUBACK) or "receipt" (only
+	// once central's collector has committed it to PostgreSQL and sent a
+	// receipt). Receipt delivery implies Collector.
+	Delivery       string
+	ReceiptTimeout time.Duration // stations' mqtt.receipt_timeout (default 5 s)
+	// KillAt kills the private broker with SIGKILL this long after scans
+	// begin and starts it again (a crash: whatever it held only in memory
+	// or had not saved is gone); 0 means never. Needs the private broker.
+	KillAt time.Duration
+	// Collector runs central's real collector (internal/collector) into
+	// PostgreSQL (DB, or a private server when DB is empty) and reports
+	// what PostgreSQL holds.
+	Collector bool
+	DB        string
 }
 
 // Report is what a fleet run measured. Events are identified by (station,
@@ -73,11 +89,29 @@ type Report struct {
 	EventsPerSec        float64       // Delivered / (ScanTime + DrainTime)
 	P50, P99, Max       time.Duration // scan → consumer latency of first deliveries
 	PerConsumer         []uint64      // deliveries per consumer (the shared-subscription split)
+
+	// With the collector: appended events stored in PostgreSQL (each
+	// (station, seq) at most once by construction), appended events not
+	// stored, and redeliveries the collector recognised and did not store
+	// again.
+	Delivery                  string
+	Kills                     int
+	Collector                 bool
+	Stored, StoreLost         uint64
+	DuplicatesSuppressed      int64
+	CollectorInserted, Unseen int64 // rows inserted; rows for seqs no station appended (must be 0)
 }
 
 // OK reports whether every appended event was delivered and nothing
 // unexpected arrived.
-func (r Report) OK() bool { return r.Lost == 0 && r.Unexpected == 0 && r.Delivered == r.Appended }
+// With the collector, OK means every appended event is in PostgreSQL
+// exactly once (what the consumers saw is then informational).
+func (r Report) OK() bool {
+	if r.Collector {
+		return r.StoreLost == 0 && r.Unseen == 0 && r.Stored == r.Appended
+	}
+	return r.Lost == 0 && r.Unexpected == 0 && r.Delivered == r.Appended
+}
 
 func (r Report) String() string {
 	var b bytes.Buffer
@@ -88,6 +122,11 @@ func (r Report) String() string {
 	fmt.Fprintf(&b, "throughput %.1f events/s end to end (scan %v + drain %v)\n", r.EventsPerSec, r.ScanTime.Round(time.Millisecond), r.DrainTime.Round(time.Millisecond))
 	fmt.Fprintf(&b, "latency scan→consumer p50 %v p99 %v max %v\n", r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
 	fmt.Fprintf(&b, "per consumer %v\n", r.PerConsumer)
+	if r.Collector {
+		fmt.Fprintf(&b, "delivery %s, broker kill -9: %d\n", r.Delivery, r.Kills)
+		fmt.Fprintf(&b, "PostgreSQL: offered %d, stored %d, lost %d, duplicates suppressed %d, rows not offered %d\n",
+			r.Appended, r.Stored, r.StoreLost, r.DuplicatesSuppressed, r.Unseen)
+	}
 	return b.String()
 }
 
@@ -250,6 +289,22 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (rep Report, err erro
 	if o.Drain <= 0 {
 		o.Drain = 60 * time.Second
 	}
+	switch o.Delivery {
+	case "":
+		o.Delivery = "broker"
+	case "broker":
+	case "receipt":
+		o.Collector = true
+	default:
+		return rep, fmt.Errorf("fleet: delivery %q: want broker or receipt", o.Delivery)
+	}
+	if o.ReceiptTimeout <= 0 {
+		o.ReceiptTimeout = 5 * time.Second
+	}
+	if o.KillAt > 0 && o.Broker != "" {
+		return rep, errors.New("fleet: -kill-at needs the private broker (leave -broker empty)")
+	}
+	rep.Delivery, rep.Collector = o.Delivery, o.Collector
 	dir := o.Dir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "dockd-fleet-"); err != nil {
@@ -322,6 +377,16 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (rep Report, err erro
 		}
 	}
 
+	// Central's collector into PostgreSQL, subscribed before any station
+	// publishes.
+	var coll *centralRun
+	if o.Collector {
+		if coll, err = startCentral(ctx, o.DB, brokerURL, log); err != nil {
+			return rep, fmt.Errorf("fleet: %w", err)
+		}
+		defer coll.stop()
+	}
+
 	// Stations.
 	sims := make([]*sim, 0, o.Stations)
 	defer func() {
@@ -346,11 +411,17 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (rep Report, err erro
 			dec, list, outbox.Outbox{Q: q}, noLight{}, quiet.With("station", id))
 		base := "dockd/v1/" + site + "/" + door
 		will, _ := json.Marshal(map[string]string{"station": id, "state": "offline"})
-		s.up, err = uplink.New(uplink.Config{
+		ucfg := uplink.Config{
 			Broker: brokerURL, ClientID: "dockd-" + id, EventsTopic: base + "/events", StatusTopic: base + "/status",
 			Will: will, InFlight: o.InFlight, KeepAlive: 5 * time.Second, AckTimeout: 5 * time.Second,
 			ConnectTimeout: 5 * time.Second, MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second,
-		}, outbox.Outbox{Q: q}, quiet)
+		}
+		if o.Delivery == "receipt" {
+			ucfg.Delivery, ucfg.ReceiptsTopic, ucfg.StationID = uplink.DeliveryReceipt, base+"/receipts", id
+			ucfg.ReceiptTimeout = o.ReceiptTimeout
+			ucfg.HighestIssued = func() uint64 { return q.Stats().NewestSeq }
+		}
+		s.up, err = uplink.New(ucfg, outbox.Outbox{Q: q}, quiet)
 		if err != nil {
 			return rep, fmt.Errorf("fleet: station %s uplink: %w", id, err)
 		}
@@ -388,6 +459,23 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (rep Report, err erro
 		}()
 	}
 	restartErr := make(chan error, 1)
+	killErr := make(chan error, 1)
+	if o.KillAt > 0 {
+		go func() {
+			t := time.NewTimer(o.KillAt)
+			defer t.Stop()
+			select {
+			case <-scanCtx.Done():
+				killErr <- nil
+				return
+			case <-t.C:
+			}
+			log.Info("killing the broker (SIGKILL)")
+			killErr <- own.killAndStart()
+		}()
+	} else {
+		killErr <- nil
+	}
 	if o.RestartAt > 0 {
 		go func() {
 			t := time.NewTimer(o.RestartAt)
@@ -411,6 +499,11 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (rep Report, err erro
 	} else if o.RestartAt > 0 && o.RestartAt < o.Duration {
 		rep.Restarts = 1
 	}
+	if err := <-killErr; err != nil {
+		return rep, fmt.Errorf("fleet: killing and restarting the broker: %w", err)
+	} else if o.KillAt > 0 && o.KillAt < o.Duration {
+		rep.Kills = 1
+	}
 	if ctx.Err() != nil {
 		return rep, ctx.Err()
 	}
@@ -420,11 +513,22 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (rep Report, err erro
 	deadline := scanEnd.Add(o.Drain)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	for col.missing(sims) > 0 && time.Now().Before(deadline) {
+	pending := func() bool {
+		if coll != nil {
+			return coll.missing(ctx, sims) > 0
+		}
+		return col.missing(sims) > 0
+	}
+	for pending() && time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():
 			return rep, ctx.Err()
 		case <-tick.C:
+		}
+	}
+	if coll != nil {
+		if err := coll.report(ctx, sims, &rep); err != nil {
+			return rep, fmt.Errorf("fleet: reading PostgreSQL: %w", err)
 		}
 	}
 	// A short grace to catch late duplicates.

@@ -38,6 +38,11 @@ func main() {
 	flag.DurationVar(&o.Drain, "drain", 60*time.Second, "how long to wait for stragglers after scanning stops")
 	flag.StringVar(&o.Dir, "dir", "", "state directory (default: a temp dir, removed afterwards)")
 	flag.IntVar(&o.InFlight, "in-flight", 32, "per-station uplink in-flight window")
+	flag.StringVar(&o.Delivery, "delivery", "broker", "stations' mqtt.delivery: broker | receipt (receipt runs central's collector into PostgreSQL)")
+	flag.DurationVar(&o.ReceiptTimeout, "receipt-timeout", 5*time.Second, "stations' mqtt.receipt_timeout (receipt delivery)")
+	flag.DurationVar(&o.KillAt, "kill-at", 0, "kill -9 the private broker this long after scanning starts, then start it again (0: never)")
+	flag.BoolVar(&o.Collector, "collector", false, "run central's collector into PostgreSQL and report what it stored (implied by -delivery receipt)")
+	flag.StringVar(&o.DB, "db", "", "PostgreSQL URL for the collector (default: a private server, needs postgresql-15)")
 	verbose := flag.Bool("v", false, "log at info level (every decision, every connection)")
 	flag.Parse()
 
@@ -57,7 +62,14 @@ func main() {
 	fmt.Print(rep)
 	if !rep.OK() {
 		fmt.Println("FAIL: events were lost or unaccounted for")
+		if o.Delivery == "broker" && o.KillAt > 0 {
+			fmt.Println("(expected with -delivery broker and a broker kill -9: compare -delivery receipt)")
+		}
 		os.Exit(1)
+	}
+	if rep.Collector {
+		fmt.Println("OK: every appended event is in PostgreSQL exactly once")
+		return
 	}
 	fmt.Println("OK: every appended event reached a consumer")
 }

@@ -6,13 +6,13 @@
 package serverproc
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -26,7 +26,34 @@ var ErrExited = errors.New("server exited during start-up")
 // its owner serialises calls.
 type Proc struct {
 	cmd    *exec.Cmd
+	out    *tailBuffer
 	exited chan struct{} // closed when cmd has been waited for
+}
+
+// outputCap bounds how much of a server's output a Proc keeps (the tail).
+const outputCap = 256 << 10
+
+// tailBuffer keeps the last outputCap bytes written to it; safe for
+// concurrent use (exec copies the output on its own goroutine).
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if over := len(b.buf) - outputCap; over > 0 {
+		b.buf = append(b.buf[:0], b.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
 }
 
 // Launch starts bin with args in dir and returns once addr accepts TCP
@@ -35,14 +62,27 @@ type Proc struct {
 func Launch(bin string, args []string, dir, addr string, timeout time.Duration) (*Proc, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	return LaunchCmd(cmd, addr, timeout)
+}
+
+// LaunchCmd is Launch for a command the caller prepared (for example with
+// SysProcAttr.Credential set, to run a server that refuses to run as root
+// under another user). It must not have been started; its Stdout and
+// Stderr are replaced, and Setpgid is set in its SysProcAttr so the server
+// and any children it forks form their own process group (see KillGroup).
+func LaunchCmd(cmd *exec.Cmd, addr string, timeout time.Duration) (*Proc, error) {
+	bin := cmd.Path
+	out := &tailBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	// Own process group, so a ^C to the parent does not race our stop.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("run %s %s: %w", bin, strings.Join(args, " "), err)
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	p := &Proc{cmd: cmd, exited: make(chan struct{})}
+	cmd.SysProcAttr.Setpgid = true
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("run %s %s: %w", bin, strings.Join(cmd.Args[1:], " "), err)
+	}
+	p := &Proc{cmd: cmd, out: out, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		close(p.exited)
@@ -106,6 +146,28 @@ func (p *Proc) Kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.exited
 }
+
+// KillGroup sends SIGKILL to the process's whole process group (a server
+// that forks workers, such as PostgreSQL, dies at once with all of them, as
+// on a power loss) and waits until the process itself is reaped. Children
+// that were already orphaned are killed too but not waited for (they are
+// not ours to reap).
+func (p *Proc) KillGroup() {
+	if p.Running() {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	<-p.exited
+	// The leader is gone; its children may outlive it by a moment. Send the
+	// group one more SIGKILL so none is left holding the server's resources.
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+}
+
+// Output is the tail (up to 256 KiB) of what the process wrote to stdout
+// and stderr so far. Safe for concurrent use.
+func (p *Proc) Output() string { return p.out.String() }
+
+// Pid is the process id (also the process group id).
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
 // FreePort asks the kernel for an unused 127.0.0.1 port that is none of
 // avoid (e.g. the machine's own broker ports). Another process may take it

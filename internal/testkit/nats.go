@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -59,6 +60,11 @@ type NATS struct {
 	port     int // NATS client port
 	mqttPort int
 	proc     *serverproc.Proc
+
+	// Cluster membership (NATSCluster); zero for a single server.
+	name        string // server_name
+	clusterPort int    // route listener
+	routes      []int  // the other members' route ports
 }
 
 // StartNATS starts a nats-server for t, returns once its MQTT port accepts
@@ -66,9 +72,7 @@ type NATS struct {
 // failed).
 func StartNATS(t testing.TB) *NATS {
 	t.Helper()
-	n := &NATS{t: t, bin: EnsureNATS(t), dir: t.TempDir()}
-	n.conf = filepath.Join(n.dir, "nats.conf")
-	n.logPath = filepath.Join(n.dir, "nats.log")
+	n := newNATS(t)
 	var lastErr error
 	for attempt := 0; attempt < mosqBindRetries; attempt++ {
 		var err error
@@ -96,6 +100,103 @@ func StartNATS(t testing.TB) *NATS {
 		n.Stop()
 	})
 	return n
+}
+
+func newNATS(t testing.TB) *NATS {
+	n := &NATS{t: t, bin: EnsureNATS(t), dir: t.TempDir()}
+	n.conf = filepath.Join(n.dir, "nats.conf")
+	n.logPath = filepath.Join(n.dir, "nats.log")
+	var id [4]byte
+	_, _ = rand.Read(id[:])
+	n.name = "dockd-test-" + hex.EncodeToString(id[:])
+	return n
+}
+
+// NATSCluster is a cluster of real nats-server processes on loopback, each
+// with the MQTT interface and JetStream (clustered: MQTT sessions,
+// retained messages and QoS 1 queues are replicated across the members),
+// joined by routes to each other. Each member is a *NATS with its own
+// ports, store and log; kill or restart one with its own methods. Members
+// must be used from the test goroutine like a single NATS.
+type NATSCluster struct {
+	Nodes []*NATS
+}
+
+// StartNATSCluster starts size (≥ 2) clustered servers for t, returns once
+// every member's MQTT port accepts connections and the JetStream cluster
+// has a leader (so MQTT sessions can be made), and stops them at cleanup.
+func StartNATSCluster(t testing.TB, size int) *NATSCluster {
+	t.Helper()
+	if size < 2 {
+		t.Fatalf("nats cluster: size %d, want at least 2", size)
+	}
+	c := &NATSCluster{}
+	avoid := []int{systemBrokerPort, systemNATSPort, 6222}
+	taken := map[int]bool{}
+	free := func() int {
+		for {
+			p, err := serverproc.FreePort(avoid...)
+			if err != nil {
+				t.Fatalf("nats cluster: pick a free port: %v", err)
+			}
+			if !taken[p] {
+				taken[p] = true
+				return p
+			}
+		}
+	}
+	for i := 0; i < size; i++ {
+		n := newNATS(t)
+		n.name = fmt.Sprintf("%s-n%d", n.name, i)
+		n.port, n.mqttPort, n.clusterPort = free(), free(), free()
+		c.Nodes = append(c.Nodes, n)
+	}
+	for _, n := range c.Nodes {
+		for _, o := range c.Nodes {
+			if o != n {
+				n.routes = append(n.routes, o.clusterPort)
+			}
+		}
+		if err := n.writeConfig(); err != nil {
+			t.Fatalf("nats cluster: %v", err)
+		}
+	}
+	// A JetStream cluster needs a quorum before it serves MQTT: start the
+	// members together.
+	errs := make([]error, size)
+	var wg sync.WaitGroup
+	for i, n := range c.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = n.start()
+		}()
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, n := range c.Nodes {
+			if t.Failed() {
+				n.dumpLog()
+			}
+			n.Stop()
+		}
+	})
+	for i, err := range errs {
+		if err != nil {
+			c.Nodes[i].dumpLog()
+			t.Fatalf("nats cluster: start member %d: %v", i, err)
+		}
+	}
+	return c
+}
+
+// URLs are the members' MQTT addresses, in member order.
+func (c *NATSCluster) URLs() []string {
+	var u []string
+	for _, n := range c.Nodes {
+		u = append(u, n.URL())
+	}
+	return u
 }
 
 // URL is the MQTT address, "tcp://127.0.0.1:PORT".
@@ -184,9 +285,7 @@ func (n *NATS) start() error {
 }
 
 func (n *NATS) writeConfig() error {
-	var id [4]byte
-	_, _ = rand.Read(id[:])
-	conf := fmt.Sprintf(`server_name: "dockd-test-%s"
+	conf := fmt.Sprintf(`server_name: %q
 listen: "127.0.0.1:%d"
 log_file: %q
 logtime: true
@@ -198,7 +297,27 @@ jetstream {
 mqtt {
   listen: "127.0.0.1:%d"
 }
-`, hex.EncodeToString(id[:]), n.port, n.logPath, filepath.Join(n.dir, "jetstream"), n.mqttPort)
+`, n.name, n.port, n.logPath, filepath.Join(n.dir, "jetstream"), n.mqttPort)
+	if n.clusterPort != 0 {
+		var routes []string
+		for _, p := range n.routes {
+			routes = append(routes, fmt.Sprintf("    nats-route://127.0.0.1:%d", p))
+		}
+		// Every member holds a replica of the MQTT streams (sessions,
+		// retained, QoS 1 queues; capped at 3 by NATS), so losing one
+		// member keeps a quorum. Without it NATS picks the replica count
+		// from the members it sees at first use, which may be fewer.
+		replicas := min(len(n.routes)+1, 3)
+		conf = strings.Replace(conf, "mqtt {\n", fmt.Sprintf("mqtt {\n  stream_replicas: %d\n", replicas), 1)
+		conf += fmt.Sprintf(`cluster {
+  name: "dockd-test"
+  listen: "127.0.0.1:%d"
+  routes: [
+%s
+  ]
+}
+`, n.clusterPort, strings.Join(routes, "\n"))
+	}
 	if err := os.WriteFile(n.conf, []byte(conf), 0o600); err != nil {
 		return fmt.Errorf("write config %s: %w", n.conf, err)
 	}

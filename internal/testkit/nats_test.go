@@ -70,3 +70,86 @@ func TestNATSMQTTRetainedSurvivesRestart(t *testing.T) {
 		t.Fatalf("after restart got %q retained=%v, want retained hello", got[0].Payload, got[0].Retained)
 	}
 }
+
+// TestNATSClusterSessionSurvivesMemberKill: a 3-member cluster routes MQTT
+// between members, and a persistent session made on one member outlives a
+// kill -9 of that member: the client reconnects to another member and gets
+// what was published meanwhile (the session lives in replicated JetStream).
+func TestNATSClusterSessionSurvivesMemberKill(t *testing.T) {
+	c := StartNATSCluster(t, 3)
+	connect := func(id string, clean bool, urls ...string) mqtt.Client {
+		t.Helper()
+		o := mqtt.NewClientOptions().SetClientID(id).SetCleanSession(clean).SetProtocolVersion(4).
+			SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second)
+		for _, u := range urls {
+			o.AddBroker(u)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			cli := mqtt.NewClient(o)
+			tok := cli.Connect()
+			if tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
+				return cli
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("connect %s to %v: %v", id, urls, tok.Error())
+			}
+			time.Sleep(200 * time.Millisecond) // JetStream cluster still electing
+		}
+	}
+	got := make(chan string, 16)
+	handler := func(_ mqtt.Client, m mqtt.Message) { got <- string(m.Payload()) }
+	sub := connect("testkit-cluster-sub", false, c.Nodes[1].URL())
+	if tok := sub.Subscribe("t/x", 1, handler); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	pub := connect("testkit-cluster-pub", true, c.Nodes[0].URL())
+	// A member's death makes JetStream elect new stream leaders; a publish
+	// meanwhile can time out and the member then drops the client. Resend
+	// on a new connection (as a station does) until it is acknowledged.
+	publish := func(s string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			tok := pub.Publish("t/x", 1, false, s)
+			if tok.WaitTimeout(20*time.Second) && tok.Error() == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("publish %s: %v", s, tok.Error())
+			}
+			pub.Disconnect(0)
+			pub = connect("testkit-cluster-pub", true, c.Nodes[0].URL())
+		}
+	}
+	publish("one")
+	select {
+	case s := <-got:
+		if s != "one" {
+			t.Fatalf("got %q", s)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("message published on member 0 never reached the subscriber on member 1")
+	}
+	c.Nodes[1].Kill()
+	publish("two") // the subscriber is offline; its session keeps it
+	sub2 := connect("testkit-cluster-sub", false, c.Nodes[2].URL())
+	sub2.AddRoute("t/x", handler)
+	defer sub2.Disconnect(100)
+	// At least once: "one" may come again if its ack did not reach the
+	// replicas before the kill.
+	for {
+		select {
+		case s := <-got:
+			if s == "two" {
+				c.Nodes[1].Start()
+				return
+			}
+			if s != "one" {
+				t.Fatalf("after the member kill got %q, want two", s)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the session did not survive the kill of its member")
+		}
+	}
+}
