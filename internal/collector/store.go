@@ -81,6 +81,18 @@ CREATE TABLE dead_letter (
 );
 CREATE INDEX dead_letter_received ON dead_letter (received_at);
 `},
+	{2, "station baselines", `
+CREATE TABLE station_baselines (
+  id               bigserial PRIMARY KEY,
+  station          text NOT NULL REFERENCES stations ON DELETE CASCADE,
+  upto             bigint NOT NULL,
+  confirmed_before bigint NOT NULL,
+  confirmed_after  bigint NOT NULL,
+  actor            text NOT NULL,
+  reason           text NOT NULL,
+  at               timestamptz NOT NULL DEFAULT now()
+);
+`},
 }
 
 // migrationLock is the advisory lock key collectors take while migrating,
