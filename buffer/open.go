@@ -278,6 +278,11 @@ func scan(tx *bolt.Tx) (state, uint64, error) {
 	if st.lastAck, _, err = readU64(keyLastAck); err != nil {
 		return st, 0, err
 	}
+	st.fileAck = st.lastAck
+	delivered, _, err := readU64(keyDelivered)
+	if err != nil {
+		return st, 0, err
+	}
 	ackAt, haveAckAt, err := readU64(keyLastAckAt)
 	if err != nil {
 		return st, 0, err
@@ -287,6 +292,7 @@ func scan(tx *bolt.Tx) (state, uint64, error) {
 	}
 
 	var prev []byte
+	var firstSeq uint64
 	c := recs.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		seq, at, p, err := decodeValue(k, v)
@@ -296,28 +302,35 @@ func scan(tx *bolt.Tx) (state, uint64, error) {
 		if prev != nil && bytes.Compare(prev, k) >= 0 {
 			return st, 0, corruptf("record keys out of order: %x after %x", k, prev)
 		}
+		if prev == nil {
+			firstSeq = seq
+		}
 		prev = append(prev[:0], k...)
+		if seq <= delivered {
+			continue // delivered, kept in the file (Options.Retain)
+		}
 		if st.depth == 0 {
 			st.oldestSeq, st.oldestAt = seq, at
 		}
 		st.depth++
 		st.bytes += int64(len(p))
 	}
-	if st.depth > 0 {
+	if prev != nil {
 		newest := binary.BigEndian.Uint64(prev)
 		if !haveNext || storedNext <= newest {
 			return st, 0, corruptf("next sequence number %d is not above newest record %d", storedNext, newest)
 		}
-		if st.oldestSeq <= st.lastAck {
-			return st, 0, corruptf("record %d is at or below the last ack %d", st.oldestSeq, st.lastAck)
+		if firstSeq <= st.fileAck {
+			return st, 0, corruptf("record %d is at or below the last ack %d", firstSeq, st.fileAck)
 		}
 	}
 	if haveNext {
 		next = storedNext
 	}
-	if next <= st.lastAck {
-		return st, 0, corruptf("next sequence number %d is not above the last ack %d", next, st.lastAck)
+	if next <= st.lastAck || next <= delivered {
+		return st, 0, corruptf("next sequence number %d is not above the last ack %d / delivered mark %d", next, st.lastAck, delivered)
 	}
+	st.lastAck = max(st.lastAck, delivered)
 	st.newestSeq = next - 1
 	return st, next, nil
 }

@@ -40,6 +40,13 @@ const (
 	// DefaultPendingMax is the number of records Pending returns when it
 	// is called with max <= 0.
 	DefaultPendingMax = 1000
+	// DefaultAckDelay and DefaultAckBatch bound how long (after the last
+	// append) and how many delivered records wait for the commit that
+	// writes their mark (AckDeferred). Scans closer together than
+	// DefaultAckDelay (0.5 scans/s and up) carry the marks in their own
+	// commits for free.
+	DefaultAckDelay = 3 * time.Second
+	DefaultAckBatch = 4096
 )
 
 // maxGroup caps how many queued requests one commit takes.
@@ -79,6 +86,22 @@ type Options struct {
 	AlarmFraction float64
 	// Logger receives structured logs (default slog.Default()).
 	Logger *slog.Logger
+	// Retain, when set, bounds which delivered records AckDeferred may
+	// delete from the file: records above Retain() stay on disk (though
+	// counted as delivered) until Retain catches up. The station keeps
+	// events above its custody checkpoint this way, so that state can be
+	// rebuilt from them after a crash. Called from the writer goroutine;
+	// it must be quick. Ack (the durable form) ignores it.
+	Retain func() uint64
+	// AckDelay is how long after the last append the delivered mark of
+	// AckDeferred (and the deletion of delivered records) may wait for a
+	// commit (default 3s). They ride free on append commits; only when no
+	// append comes within AckDelay (or AckBatch records are waiting) does
+	// the writer commit them on their own.
+	AckDelay time.Duration
+	// AckBatch is how many delivered records make the writer delete them
+	// without waiting for AckDelay (default 4096).
+	AckBatch int
 	// GapRecord, when set, makes sequence gaps visible. A failed commit
 	// skips the sequence numbers it handed out (they are never reused);
 	// the next successful commit then also stores one record whose payload
@@ -112,6 +135,15 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.AckDelay < 0 || o.AckBatch < 0 {
+		return o, fmt.Errorf("buffer: options: AckDelay %v / AckBatch %d is negative", o.AckDelay, o.AckBatch)
+	}
+	if o.AckDelay == 0 {
+		o.AckDelay = DefaultAckDelay
+	}
+	if o.AckBatch == 0 {
+		o.AckBatch = DefaultAckBatch
 	}
 	return o, nil
 }
@@ -148,8 +180,9 @@ type state struct {
 	oldestSeq uint64
 	oldestAt  time.Time
 	newestSeq uint64
-	lastAck   uint64
+	lastAck   uint64 // delivered (Ack or AckDeferred); what Stats reports
 	lastAckAt time.Time
+	fileAck   uint64 // records <= fileAck are deleted from the file (durable)
 	full      bool
 	fileBytes int64
 }
@@ -176,6 +209,8 @@ type Queue struct {
 
 	nextSeq uint64 // next sequence number to hand out; writer goroutine only
 
+	pendingAck uint64 // AckDeferred's mark not yet written; set by the writer, under mu
+
 	// gap is the run of sequence numbers skipped by failed commits and not
 	// yet declared by a gap record (gap.from == 0: none). Writer goroutine
 	// only.
@@ -190,6 +225,7 @@ type Queue struct {
 type request struct {
 	build  func(seq uint64) ([]byte, error) // nil for an ack
 	ackSeq uint64
+	lazy   bool        // AckDeferred: mark delivered, delete later
 	res    chan result // buffered, capacity 1
 }
 
@@ -204,6 +240,12 @@ var (
 	keyNextSeq    = []byte("next_seq")
 	keyLastAck    = []byte("last_ack_seq")
 	keyLastAckAt  = []byte("last_ack_at")
+	// keyDelivered is the delivered mark (AckDeferred) as of the last
+	// commit: records up to it may still be in the file (Options.Retain,
+	// deletion pending) but are not sent again after a restart. Written
+	// with every commit; the meta bucket is small enough to live inline in
+	// the root page that every commit rewrites anyway, so it costs no page.
+	keyDelivered = []byte("delivered_seq")
 )
 
 const (
@@ -290,6 +332,34 @@ func (q *Queue) Append(ctx context.Context, build func(seq uint64) ([]byte, erro
 	return r.seq, r.err
 }
 
+// AppendBatch stores records like one Append each, handed to the writer in
+// order so their sequence numbers follow the order of builds, and waits for
+// all of them: records queued together share one commit (up to the group
+// limit). seqs[i] and errs[i] are builds[i]'s outcome, with Append's
+// meaning; a record handed over is never abandoned by ctx.
+func (q *Queue) AppendBatch(ctx context.Context, builds []func(seq uint64) ([]byte, error)) (seqs []uint64, errs []error) {
+	seqs, errs = make([]uint64, len(builds)), make([]error, len(builds))
+	waits := make([]func() result, len(builds))
+	for i, build := range builds {
+		if build == nil {
+			errs[i] = errors.New("buffer: append: nil build function")
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			errs[i] = fmt.Errorf("buffer: append: %w", err)
+			continue
+		}
+		waits[i], errs[i] = q.submit(ctx, &request{build: build, res: make(chan result, 1)})
+	}
+	for i, wait := range waits {
+		if wait != nil {
+			r := wait()
+			seqs[i], errs[i] = r.seq, r.err
+		}
+	}
+	return seqs, errs
+}
+
 // submit hands r to the writer and returns a function that waits for its
 // result. The call is registered with Close until the result is received.
 func (q *Queue) submit(ctx context.Context, r *request) (func() result, error) {
@@ -311,19 +381,36 @@ func (q *Queue) submit(ctx context.Context, r *request) (func() result, error) {
 // Ack durably deletes every record with Seq <= seq. Acking a sequence
 // number at or below Stats().LastAckSeq is a no-op; acking one that was
 // never appended returns ErrAckAhead. Acks share group commits with
-// Appends.
+// Appends. Options.Retain does not apply: Ack deletes at once.
 func (q *Queue) Ack(seq uint64) error {
+	return q.ack(seq, false)
+}
+
+// AckDeferred marks every record with Seq <= seq delivered, without a
+// commit of its own: the delivered mark is written with the next append's
+// commit (it costs no extra page there), or on its own commit once no
+// append came for Options.AckDelay or Options.AckBatch records wait, and at
+// Close. Stats counts the records delivered (and the byte budget frees)
+// once the mark is durable; from then on they are not sent again, also
+// after a crash. The records themselves leave the file with a later commit,
+// not above Options.Retain(). A crash before the mark is durable means
+// resending them: a duplicate, never a loss. Errors as for Ack.
+func (q *Queue) AckDeferred(seq uint64) error {
+	return q.ack(seq, true)
+}
+
+func (q *Queue) ack(seq uint64, lazy bool) error {
 	q.mu.Lock()
 	last := q.st.lastAck
 	q.mu.Unlock()
-	if seq <= last {
+	if seq <= last && lazy {
 		if err := q.enter(); err != nil {
 			return err
 		}
 		q.leave()
 		return nil
 	}
-	wait, err := q.submit(context.Background(), &request{ackSeq: seq, res: make(chan result, 1)})
+	wait, err := q.submit(context.Background(), &request{ackSeq: seq, lazy: lazy, res: make(chan result, 1)})
 	if err != nil {
 		return err
 	}
@@ -421,6 +508,8 @@ func (q *Queue) Close() error {
 
 // writer owns the write side: it takes the first queued request, drains
 // whatever else is already queued (up to maxGroup) and commits them together.
+// Records marked delivered by AckDeferred are deleted with the next commit,
+// or on a commit of their own after AckDelay (or AckBatch records).
 func (q *Queue) writer() {
 	defer close(q.done)
 	// A failing disk can make a read through bbolt's mmap fault (SIGBUS).
@@ -429,11 +518,25 @@ func (q *Queue) writer() {
 	debug.SetPanicOnFault(true)
 	batch := make([]*request, 0, maxGroup)
 	results := make([]result, maxGroup)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	armed := false
 	for {
+		if !armed && q.lazyWork() {
+			timer.Reset(q.opts.AckDelay)
+			armed = true
+		}
 		select {
 		case r := <-q.reqs:
 			batch = append(batch[:0], r)
+		case <-timer.C:
+			armed = false
+			q.commit(nil, nil, true)
+			continue
 		case <-q.stop:
+			if q.lazyWork() {
+				q.commit(nil, nil, true)
+			}
 			return
 		}
 	drain:
@@ -445,7 +548,11 @@ func (q *Queue) writer() {
 				break drain
 			}
 		}
-		q.commit(batch, results[:len(batch)])
+		if q.commit(batch, results[:len(batch)], false) > 0 && armed {
+			// Appends are flowing: the lazy work rides with them; the
+			// timer only catches the end of the flow.
+			timer.Reset(q.opts.AckDelay)
+		}
 		clear(batch)
 		// Let the appenders just answered run and queue their next record
 		// before the next group is drained (bigger groups under load). A
@@ -455,11 +562,32 @@ func (q *Queue) writer() {
 	}
 }
 
+// lazyWork reports whether a delivered mark waits to be written or
+// delivered records still sit in the file. Writer goroutine only.
+func (q *Queue) lazyWork() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pendingAck > q.st.lastAck || q.st.lastAck > q.st.fileAck
+}
+
+// deleteTarget is how far the file may be trimmed: the delivered mark,
+// held back to Options.Retain.
+func (q *Queue) deleteTarget(ns *state) uint64 {
+	t := ns.lastAck
+	if q.opts.Retain != nil {
+		t = min(t, q.opts.Retain())
+	}
+	return t
+}
+
 // errNoChange rolls back a group transaction that stored nothing.
 var errNoChange = errors.New("no change")
 
 // commit runs one group transaction and delivers every request's result.
-func (q *Queue) commit(batch []*request, results []result) {
+// force (the AckDelay timer, Close) commits the waiting delivered mark and
+// deletions even when the group appends nothing. It returns how many
+// records it stored.
+func (q *Queue) commit(batch []*request, results []result, force bool) int {
 	clear(results)
 	q.mu.Lock()
 	base := q.st
@@ -467,7 +595,10 @@ func (q *Queue) commit(batch []*request, results []result) {
 
 	ns := base
 	next := q.nextSeq
-	appended, acked := 0, 0
+	appended, deleted, marked := 0, false, false
+	q.mu.Lock()
+	pendingAck := q.pendingAck
+	q.mu.Unlock()
 	now := time.Now()
 
 	q.commits.Add(1)
@@ -478,6 +609,7 @@ func (q *Queue) commit(batch []*request, results []result) {
 		// default half-full split: about half the pages to write and sync.
 		recs.FillPercent = appendFillPercent
 		meta := tx.Bucket(bucketMeta)
+		durableAck := uint64(0)
 		var err error
 		gapStored, err = q.storeGap(recs, &ns, &next, now)
 		if err != nil {
@@ -488,17 +620,18 @@ func (q *Queue) commit(batch []*request, results []result) {
 		}
 		for i, r := range batch {
 			if r.build == nil {
-				done, err := q.applyAck(recs, &ns, r.ackSeq, next, now)
-				if err != nil {
-					if errors.Is(err, ErrAckAhead) {
-						results[i].err = err
-						continue
-					}
+				if r.ackSeq >= next {
+					results[i].err = fmt.Errorf("%w: ack %d, newest is %d", ErrAckAhead, r.ackSeq, next-1)
+					continue
+				}
+				if r.lazy {
+					pendingAck = max(pendingAck, r.ackSeq)
+					continue
+				}
+				if err := q.markDelivered(recs, &ns, r.ackSeq, now); err != nil {
 					return err
 				}
-				if done {
-					acked++
-				}
+				durableAck = max(durableAck, r.ackSeq)
 				continue
 			}
 			if ns.bytes >= q.opts.MaxBytes {
@@ -531,15 +664,35 @@ func (q *Queue) commit(batch []*request, results []result) {
 			next++
 			appended++
 		}
-		if appended == 0 && acked == 0 {
+		// The delivered mark of AckDeferred: with this commit when it
+		// writes anyway, when enough wait, or when forced (AckDelay, Close).
+		if pendingAck > ns.lastAck && (appended > 0 || durableAck > 0 || force || pendingAck-ns.lastAck >= uint64(q.opts.AckBatch)) {
+			if err := q.markDelivered(recs, &ns, pendingAck, now); err != nil {
+				return err
+			}
+			marked = true
+		}
+		// Delete what was delivered: a durable Ack's records now; others
+		// when this commit writes anyway, when enough wait, or when forced.
+		target := max(durableAck, q.deleteTarget(&ns))
+		if target > ns.fileAck && (durableAck > 0 || appended > 0 || force || target-ns.fileAck >= uint64(q.opts.AckBatch)) {
+			if err := q.deleteUpTo(recs, &ns, target); err != nil {
+				return err
+			}
+			deleted = true
+		}
+		if appended == 0 && !deleted && !marked {
 			return errNoChange
 		}
 		if err := meta.Put(keyNextSeq, u64(next)); err != nil {
 			return fmt.Errorf("storing next sequence number %d: %w", next, err)
 		}
-		if acked > 0 {
-			if err := meta.Put(keyLastAck, u64(ns.lastAck)); err != nil {
-				return fmt.Errorf("storing last ack %d: %w", ns.lastAck, err)
+		if err := meta.Put(keyDelivered, u64(ns.lastAck)); err != nil {
+			return fmt.Errorf("storing the delivered mark %d: %w", ns.lastAck, err)
+		}
+		if deleted {
+			if err := meta.Put(keyLastAck, u64(ns.fileAck)); err != nil {
+				return fmt.Errorf("storing last ack %d: %w", ns.fileAck, err)
 			}
 			if err := meta.Put(keyLastAckAt, u64(uint64(ns.lastAckAt.UnixNano()))); err != nil {
 				return fmt.Errorf("storing last ack time: %w", err)
@@ -556,6 +709,9 @@ func (q *Queue) commit(batch []*request, results []result) {
 			}
 		}
 		q.nextSeq = next
+		q.mu.Lock()
+		q.pendingAck = pendingAck
+		q.mu.Unlock()
 		if err == nil && gapStored {
 			// storeGap put the record for the pending run in this commit.
 			q.log.Warn("sequence gap declared", "path", q.path, "from", q.gap.from, "to", q.gap.to, "reason", q.gap.reason)
@@ -580,6 +736,9 @@ func (q *Queue) commit(batch []*request, results []result) {
 			q.gap.reason = fmt.Sprintf("buffer commit failed: %v", err)
 		}
 		q.nextSeq = next
+		q.mu.Lock()
+		q.pendingAck = pendingAck // acknowledgements stay true; the mark is written later
+		q.mu.Unlock()
 		cerr := fmt.Errorf("%w: %d requests to %s: %w", ErrCommit, len(batch), q.path, err)
 		q.log.Error("buffer commit failed", "path", q.path, "requests", len(batch), "err", err)
 		for i := range results {
@@ -600,6 +759,7 @@ func (q *Queue) commit(batch []*request, results []result) {
 	for i, r := range batch {
 		r.res <- results[i]
 	}
+	return appended
 }
 
 // storeGap puts the gap record for the pending run of skipped sequence
@@ -650,41 +810,51 @@ func callBuild(build func(uint64) ([]byte, error), seq uint64) (p []byte, err er
 	return build(seq)
 }
 
-// applyAck deletes records <= seq inside tx and updates ns. It reports
-// whether anything changed.
-func (q *Queue) applyAck(recs *bolt.Bucket, ns *state, seq, next uint64, now time.Time) (bool, error) {
+// markDelivered counts records <= seq as delivered in ns (depth, bytes,
+// oldest, budget) without deleting them. A seq at or below the delivered
+// mark changes nothing.
+func (q *Queue) markDelivered(recs *bolt.Bucket, ns *state, seq uint64, now time.Time) error {
 	if seq <= ns.lastAck {
-		return false, nil
+		return nil
 	}
-	if seq >= next {
-		return false, fmt.Errorf("%w: ack %d, newest is %d", ErrAckAhead, seq, next-1)
-	}
-	var keys [][]byte
-	var freed int64
+	n, freed := 0, int64(0)
 	c := recs.Cursor()
-	for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) <= seq; k, v = c.Next() {
-		keys = append(keys, append([]byte(nil), k...))
+	k, v := c.Seek(seqKey(ns.lastAck + 1))
+	for ; k != nil && binary.BigEndian.Uint64(k) <= seq; k, v = c.Next() {
+		n++
 		freed += int64(len(v) - headerLen)
 	}
-	for _, k := range keys {
-		if err := recs.Delete(k); err != nil {
-			return false, fmt.Errorf("deleting record %d: %w", binary.BigEndian.Uint64(k), err)
-		}
-	}
-	ns.depth -= len(keys)
+	ns.depth -= n
 	ns.bytes -= freed
 	ns.lastAck = seq
 	ns.lastAckAt = now.UTC()
-	if len(keys) > 0 {
+	if n > 0 {
 		ns.full = false
 	}
 	ns.oldestSeq, ns.oldestAt = 0, time.Time{}
-	if k, v := recs.Cursor().First(); k != nil {
+	if k != nil {
 		s, at, _, err := decodeValue(k, v)
 		if err != nil {
-			return false, err
+			return err
 		}
 		ns.oldestSeq, ns.oldestAt = s, at
 	}
-	return true, nil
+	return nil
+}
+
+// deleteUpTo deletes records <= target (all already marked delivered) from
+// the file and advances ns.fileAck.
+func (q *Queue) deleteUpTo(recs *bolt.Bucket, ns *state, target uint64) error {
+	var keys [][]byte
+	c := recs.Cursor()
+	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= target; k, _ = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	for _, k := range keys {
+		if err := recs.Delete(k); err != nil {
+			return fmt.Errorf("deleting record %d: %w", binary.BigEndian.Uint64(k), err)
+		}
+	}
+	ns.fileAck = target
+	return nil
 }

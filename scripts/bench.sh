@@ -20,6 +20,9 @@ run ./cmd/dockd ScanToPuback 1000x
 run ./cmd/dockd EndToEnd 5x
 run ./cmd/dockd DrainVsRelay 1x
 run ./cmd/dockd RSSWithBacklog 1x
+run ./cmd/dockd WriteBytes 1x
+run ./cmd/dockd RFIDBurst 1x
+run ./cmd/dockd IdleWrites 1x
 run ./cmd/dockd FlashPerEvent 1x
 run ./internal/collector CollectorThroughput 1x
 run ./internal/collector FSMA204Export 3x
@@ -55,6 +58,19 @@ row "scan → PUBACK p99"                             "$(metric 'BenchmarkScanTo
 row "storage writes per event, broker delivery (whole daemon)" "$(metric 'BenchmarkFlashPerEvent' broker-B/event)" "bytes/event (/proc/PID/io write_bytes, 50 scans/s)"
 row "  receipt delivery (receipts every 500 ms)"         "$(metric 'BenchmarkFlashPerEvent' receipt-B/event)" "bytes/event (ratio receipt/broker $(metric 'BenchmarkFlashPerEvent' ratio))"
 row "end to end: pty → Mosquitto subscriber"         "$(metric 'BenchmarkEndToEnd' events/s)" "events/s"
+row "bytes written per scan, 0.5 scans/s (whole daemon)" "$(metric 'BenchmarkWriteBytes' 0.5/s-B/scan)" "B/scan ($(metric 'BenchmarkWriteBytes' 0.5/s-x-floor)× floor)"
+row "bytes written per scan, 2 scans/s"                "$(metric 'BenchmarkWriteBytes' 2/s-B/scan)" "B/scan ($(metric 'BenchmarkWriteBytes' 2/s-x-floor)× floor)"
+row "bytes written per scan, 2 scans/s, no broker"     "$(metric 'BenchmarkWriteBytes' 2/s-nobroker-B/scan)" "B/scan ($(metric 'BenchmarkWriteBytes' 2/s-nobroker-x-floor)× floor)"
+row "bytes written per scan, 10 scans/s"               "$(metric 'BenchmarkWriteBytes' 10/s-B/scan)" "B/scan ($(metric 'BenchmarkWriteBytes' 10/s-x-floor)× floor)"
+row "bytes written per scan, bursts of 100"            "$(metric 'BenchmarkWriteBytes' burst100-B/scan)" "B/scan ($(metric 'BenchmarkWriteBytes' burst100-x-floor)× floor)"
+row "bytes written per second, idle (after lazy writes)" "$(metric 'BenchmarkIdleWrites' idle-B/s)" "B/s"
+row "  baseline: raw bbolt, one fsync'd 1-record commit" "$(metric 'BenchmarkWriteBytes' floor-B/commit)" "B/commit (write_bytes on this filesystem)"
+row "RFID burst: 2 readers × 921600 baud, distinct EPCs" "$(metric 'BenchmarkRFIDBurst' lines/s)" "lines/s offered"
+row "  decided"                                         "$(metric 'BenchmarkRFIDBurst' decided/s)" "events/s"
+row "  delivered (QoS 1 subscriber)"                    "$(metric 'BenchmarkRFIDBurst' delivered/s)" "events/s ($(metric 'BenchmarkRFIDBurst' delivered-%)% of lines)"
+row "  lag of the last event after the burst"          "$(metric 'BenchmarkRFIDBurst' lag-s)" "s"
+row "  daemon CPU per event"                            "$(metric 'BenchmarkRFIDBurst' cpu-µs/event)" "µs"
+row "  bytes written per event"                         "$(metric 'BenchmarkRFIDBurst' B/event)" "B"
 row "collector: backlog → PostgreSQL, batch 1000"     "$(metric 'BenchmarkCollectorThroughput/batch=1000' events/s)" "events/s (one collector, fsync on)"
 row "  baseline: one event per transaction"          "$(metric 'BenchmarkCollectorThroughput/batch=1-' events/s)" "events/s"
 row "FSMA 204 export, one lot of 1M events (CSV)"     "$(metric 'BenchmarkFSMA204Export/lot/csv' s/export)" "s ($(metric 'BenchmarkFSMA204Export/lot/csv' rows) rows; PostgreSQL COPY baseline $(metric 'BenchmarkFSMA204Export/lot/baseline' s/export) s)"

@@ -115,6 +115,13 @@ func cmdAllowlist(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		} else {
 			fmt.Fprintf(stderr, "recorded as operator event seq %d (delivered when the station runs)\n", seq)
 		}
+		// The replaced version's pages are free but still in the file:
+		// shrink it back to its live size (README: storage wear).
+		if before, after, err := list.Compact(); err != nil {
+			fmt.Fprintf(stderr, "allowlist imported, but compacting the file failed (it stays larger than needed): %v\n", err)
+		} else if before > after {
+			fmt.Fprintf(stderr, "allowlist.db compacted: %s → %s\n", humanBytes(before), humanBytes(after))
+		}
 	case "export":
 		w := stdout
 		if fs.NArg() == 1 {

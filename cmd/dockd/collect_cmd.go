@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -29,22 +30,26 @@ const collectUsage = `usage: dockd collect run --broker URL [--broker URL2 …] 
                          [--share | --partition k/n] [--http 127.0.0.1:PORT]
                          [--username central --password-file F] [--ca-file CA [--cert-file C --key-file K]]
        dockd collect trace --db postgres://… --lot L | --serial S | --sscc X [--gtin G] [--json]
+       dockd collect baseline --db postgres://… --station ID --upto N --reason TEXT
        dockd collect export --fsma204 --db postgres://… --lot L [--from T] [--to T] [--format csv|xlsx] [--out FILE]
 
 Central's collector. run: subscribe (persistent session, QoS 1) to dockd/v1/+/+/events,
 store each event once in PostgreSQL, acknowledge it to the broker after the commit, then
 publish the station's receipt on dockd/v1/SITE/DOOR/receipts; --http serves
-GET /trace?lot=…|serial=…|sscc=… as JSON and GET /epcis/events (EPCIS 2.0 query
-subset). trace: where a lot, serial or SSCC crossed — every door, which way, when, what
-decision. export --fsma204: the receiving and shipping events of a lot or time range
-as FDA's sortable spreadsheet (CSV or XLSX). The database URL may also come from
-$DOCKD_COLLECT_DB.`
+GET /trace?lot=…|serial=…|sscc=… as JSON and GET /epcis/events (an EPCIS 2.0 query
+subset). trace: where a lot, serial or SSCC crossed —
+every door, which way, when, what decision. baseline: accept that a station's seqs
+1..N will never arrive (it ran with delivery: broker, or before this collector existed),
+so its receipts can pass them; recorded with who and why. export --fsma204: the
+receiving and shipping events of a lot or time range as FDA's sortable spreadsheet
+(CSV or XLSX). The database URL may also come from $DOCKD_COLLECT_DB.`
 
 // collectSynopses is the usage line of each collect subcommand.
 var collectSynopses = map[string]string{
-	"run":    "dockd collect run --broker URL [--broker URL2 …] --db postgres://… [flags]",
-	"trace":  "dockd collect trace --db postgres://… --lot L | --serial S | --sscc X [--gtin G] [--json]",
-	"export": "dockd collect export --fsma204 --db postgres://… --lot L | --from T [--to T] [--gtin G] [--tz ZONE] [--format csv|xlsx] [--out FILE]",
+	"run":      "dockd collect run --broker URL [--broker URL2 …] --db postgres://… [flags]",
+	"trace":    "dockd collect trace --db postgres://… --lot L | --serial S | --sscc X [--gtin G] [--json]",
+	"baseline": "dockd collect baseline --db postgres://… --station ID --upto N --reason TEXT",
+	"export":   "dockd collect export --fsma204 --db postgres://… --lot L | --from T [--to T] [--gtin G] [--tz ZONE] [--format csv|xlsx] [--out FILE]",
 }
 
 // cmdCollect dispatches dockd collect SUBCOMMAND.
@@ -58,6 +63,8 @@ func cmdCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return cmdCollectRun(ctx, args, stdout, stderr)
 	case "trace":
 		return cmdCollectTrace(ctx, args, stdout, stderr)
+	case "baseline":
+		return cmdCollectBaseline(ctx, args, stdout, stderr)
 	case "export":
 		return cmdCollectExport(ctx, args, stdout, stderr)
 	}
@@ -234,6 +241,47 @@ func cmdCollectTrace(ctx context.Context, args []string, stdout, stderr io.Write
 			c.Seq, c.Direction, c.Decision, c.Reason, c.GTIN, c.Lot, c.Serial, c.SSCC, qty)
 	}
 	return tw.Flush()
+}
+
+// cmdCollectBaseline is dockd collect baseline: an operator's declaration,
+// recorded with the local user as actor, that a station's seqs 1..N will
+// never reach this database (see collector.Baseline).
+func cmdCollectBaseline(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	syn := collectSynopses["baseline"]
+	fs := flag.NewFlagSet("collect baseline", flag.ContinueOnError)
+	db := fs.String("db", os.Getenv("DOCKD_COLLECT_DB"), "PostgreSQL URL")
+	station := fs.String("station", "", "station id (the events' station field)")
+	upto := fs.Uint64("upto", 0, "the highest seq to release (every seq from 1 up to it)")
+	reason := fs.String("reason", "", "why, for the record (e.g. \"ran with delivery: broker until 2026-12-01\")")
+	if err := parseArgs(fs, syn, args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError(fs, syn, stderr, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	if *db == "" || *station == "" || *upto == 0 || *reason == "" {
+		return usageError(fs, syn, stderr, errors.New("--db, --station, --upto and --reason are required"))
+	}
+	actor := "unknown"
+	if u, err := user.Current(); err == nil {
+		actor = "local:" + u.Username
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, *db)
+	if err != nil {
+		return fmt.Errorf("collect baseline: database URL: %w", err)
+	}
+	defer pool.Close()
+	if err := collector.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	confirmed, err := collector.Baseline(ctx, pool, *station, *upto, actor, *reason)
+	if err != nil {
+		return fmt.Errorf("collect baseline: %w", err)
+	}
+	fmt.Fprintf(stdout, "station %s: seqs 1..%d released; confirmed up to %d (the receipt goes out with the station's next event or resend)\n", *station, *upto, confirmed)
+	return nil
 }
 
 func cmdCollectExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -55,6 +55,10 @@ func TestPayloadsFollowTheContract(t *testing.T) {
 		case strings.HasSuffix(m.Topic, "/"+contract.LevelStatus):
 			statuses++
 			contracttest.Require(t, contract.StatusSchemaFile, m.Payload)
+			// The daemon's own write counter (it has at least created its files).
+			if strings.Contains(string(m.Payload), `"online"`) && !strings.Contains(string(m.Payload), `"storage":{"written_bytes":`) {
+				t.Errorf("online status without storage.written_bytes: %s", m.Payload)
+			}
 		}
 	}
 	if events < len(scans) || statuses == 0 || docs != len(scans)-2 {

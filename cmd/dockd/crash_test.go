@@ -48,7 +48,9 @@ func TestCrashPoints(t *testing.T) {
 	broker := testkit.StartMosquitto(t)
 	sub := testkit.NewSubscriber(t, broker.URL(), "dockd/v1/test-site/door-9/events")
 	cfgPath := filepath.Join(dir, "dockd.yaml")
-	os.WriteFile(cfgPath, []byte(stationConfig(dir, pty.Path(), broker.URL(), "virtual")), 0o600)
+	// Debug: a burst's decisions are logged one by one (at info only its
+	// summary is), and each line is what tells this test the light showed.
+	os.WriteFile(cfgPath, []byte(strings.Replace(stationConfig(dir, pty.Path(), broker.URL(), "virtual"), "level: info", "level: debug", 1)), 0o600)
 
 	// The scanner never stops: scans queue in the pty while the daemon is down.
 	var scanned atomic.Int64

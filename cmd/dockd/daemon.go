@@ -105,7 +105,8 @@ func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *dae
 	storageAlarm := false
 	bufPath := filepath.Join(cfg.StateDir, "buffer.db")
 	bopts := buffer.Options{MaxBytes: int64(cfg.Buffer.MaxBytes), MaxAge: cfg.Buffer.MaxAge, AlarmFraction: cfg.Buffer.AlarmFraction, Logger: log,
-		GapRecord: d.gapRecord}
+		GapRecord: d.gapRecord,
+		Retain:    d.list.Checkpoint} // delivered events stay on disk until custody state has them
 	d.queue, err = buffer.Open(bufPath, bopts)
 	var ce *buffer.CorruptError
 	if errors.As(err, &ce) {
@@ -450,7 +451,7 @@ func policyOf(c config.Policy) custody.Policy {
 // replayCustody brings the allowlist's custody state up to date after a
 // crash: custody changes reach allowlist.db in batches (no fsync on the
 // light path), so events above its checkpoint are replayed from the event
-// buffer, which keeps them until they are checkpointed (see outbox.Ack).
+// buffer, which keeps them until they are checkpointed (buffer.Options.Retain).
 func (d *daemon) replayCustody() error {
 	after := d.list.Checkpoint()
 	replayed := 0
@@ -480,21 +481,22 @@ func (d *daemon) replayCustody() error {
 	return nil
 }
 
-// outbox is the buffer as the pipeline and the uplink see it, with acks held
-// back to the custody checkpoint (catchUpAcks releases them).
+// outbox is the buffer as the pipeline and the uplink see it. Delivered
+// events leave the file lazily and only once the custody checkpoint has
+// them (buffer.Options.Retain).
 func (d *daemon) outbox() outbox.Outbox {
-	return outbox.Outbox{Q: d.queue, Floor: d.list.Checkpoint}
+	return outbox.Outbox{Q: d.queue}
 }
 
-// catchUpAcks removes from the buffer what the uplink released (the broker
-// acknowledged it, or in receipt mode central receipted it) and the custody
-// state has checkpointed (outbox.Ack holds back the rest).
+// catchUpAcks passes what the uplink released (the broker acknowledged it,
+// or in receipt mode central receipted it) to the buffer through the outbox
+// (the one ack path), in case the uplink's own ack failed.
 func (d *daemon) catchUpAcks() {
 	if d.up == nil {
 		return
 	}
-	if seq := min(d.up.Stats().ReleasedSeq, d.list.Checkpoint()); seq > d.queue.Stats().LastAckSeq {
-		if err := d.queue.Ack(seq); err != nil {
+	if seq := d.up.Stats().ReleasedSeq; seq > d.queue.Stats().LastAckSeq {
+		if err := d.outbox().Ack(seq); err != nil {
 			d.log.Error("acknowledging delivered events in the buffer", "seq", seq, "err", err)
 		}
 	}
@@ -505,7 +507,7 @@ func (d *daemon) catchUpAcks() {
 // moment to deliver, then the buffer and the list are closed and the light
 // goes dark. It returns the first error that stopped a part early.
 func (d *daemon) Run(ctx context.Context) error {
-	frames := make(chan dock.Frame, 256)
+	frames := make(chan dock.Frame, station.FrameQueue)
 	states := make(chan dock.ReaderState, 64)
 
 	lightCtx, stopLight := context.WithCancel(context.Background())
@@ -738,6 +740,7 @@ type Status struct {
 	Readers     []readerStatus `json:"readers"`
 	Buffer      bufferStatus   `json:"buffer"`
 	Allowlist   allowlist.Info `json:"allowlist"`
+	Storage     *storageStatus `json:"storage,omitempty"` // nil where /proc/self/io is missing
 }
 
 type readerStatus struct {
@@ -779,6 +782,7 @@ func (d *daemon) status(state string) Status {
 		s.Readers = append(s.Readers, readerStatus{ID: r.Reader, Up: r.Up, Port: r.Port})
 	}
 	s.Allowlist, _ = d.list.Info()
+	s.Storage = readStorageStatus()
 	return s
 }
 

@@ -160,6 +160,7 @@ func (d *doctor) run(ctx context.Context) {
 
 	// Storage first: a locked buffer tells us the station is running.
 	d.checkDisk()
+	d.checkVolume()
 	d.checkBuffer()
 	d.checkBroker(ctx)
 	d.checkAllowlist()

@@ -115,7 +115,7 @@ func TestDoctorAllGood(t *testing.T) {
 	}
 	table := out.String()
 	for _, want := range []string{"STATUS", "PASS config", "PASS broker reachable", "PASS broker login", "PASS broker round trip",
-		"PASS allowlist", "version sample", "PASS light", "PASS buffer", "not created yet", "PASS reader scanner-1", "sends: \"]C101" + demoGTIN} {
+		"PASS allowlist", "version sample", "PASS light", "PASS buffer", "state volume", " free of ", "not created yet", "PASS reader scanner-1", "sends: \"]C101" + demoGTIN} {
 		if !strings.Contains(strings.Join(strings.Fields(table), " "), want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
@@ -193,4 +193,24 @@ func TestDoctorBesideRunningStation(t *testing.T) {
 	wantRow(t, rep, "allowlist", levelPass, "version 2026-11-w48, 1234 lots", "")
 	wantRow(t, rep, "reader scanner-1", levelPass, "reports it up on /dev/ttyACM0", "")
 	wantRow(t, rep, "broker round trip", levelPass, "doctor", "")
+}
+
+// A state_dir on a RAM filesystem is flagged: stored events would not
+// survive a power cut. (A removable card is flagged the same way, from
+// /sys/block/*/removable; this machine has none to show.)
+func TestDoctorVolumeOnTmpfs(t *testing.T) {
+	if fi, err := os.Stat("/dev/shm"); err != nil || !fi.IsDir() {
+		t.Skip("no /dev/shm")
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "dockd-doctor-")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer os.RemoveAll(dir)
+	d := &doctor{}
+	d.cfg.StateDir = dir
+	d.checkVolume()
+	if len(d.rows) != 1 || d.rows[0].Status != levelWarn || !strings.Contains(d.rows[0].Detail, "tmpfs") {
+		t.Fatalf("rows %+v, want one warning naming tmpfs", d.rows)
+	}
 }

@@ -416,14 +416,20 @@ func startProcBin(t testing.TB, bin, configPath string, env ...string) *proc {
 		for sc.Scan() {
 			strict.Write(append(sc.Bytes(), '\n'))
 			var rec struct {
-				Msg string `json:"msg"`
-				Seq uint64 `json:"seq"`
+				Msg      string `json:"msg"`
+				Seq      uint64 `json:"seq"`
+				FirstSeq uint64 `json:"first_seq"`
+				LastSeq  uint64 `json:"last_seq"`
 			}
 			json.Unmarshal(sc.Bytes(), &rec)
 			p.mu.Lock()
 			switch rec.Msg {
 			case "decision":
 				p.seqs = append(p.seqs, rec.Seq)
+			case "decisions": // a burst's summary: every seq stored in it (scans only here)
+				for s := rec.FirstSeq; s != 0 && s <= rec.LastSeq; s++ {
+					p.seqs = append(p.seqs, s)
+				}
 			case "reader up":
 				p.up = true
 			}

@@ -127,6 +127,9 @@ func (s *statusSource) Snapshot() statuspage.Snapshot {
 	if in, err := d.list.Info(); err == nil {
 		snap.Allowlist = statuspage.Allowlist{Version: in.Version, Lots: in.Lots, Updated: in.Updated}
 	}
+	if st := readStorageStatus(); st != nil {
+		snap.Storage = &statuspage.Storage{WrittenBytes: st.WrittenBytes}
+	}
 	return snap
 }
 

@@ -88,6 +88,7 @@ type options struct {
 	flushEvery     time.Duration
 	flushRecords   int
 	publicKey      []byte // ed25519.PublicKey; nil: updates are not signed
+	maxFile        int64  // imports refuse to grow the file past this (0: no limit)
 	requireSig     bool   // refuse updates while publicKey is nil
 	limits         Limits
 }
@@ -95,21 +96,37 @@ type options struct {
 // WithTraceRetention keeps trace records for d (default 90 days).
 func WithTraceRetention(d time.Duration) Option { return func(o *options) { o.traceRetention = d } }
 
+// Each custody flush is one commit touching several buckets (custody records,
+// shipment counts, trace and its index, the checkpoint): on flash it is
+// the station's largest write, so it is batched. Nothing is lost by
+// waiting: the events above the checkpoint stay in the event buffer, which
+// is the write-ahead log replayed after a crash.
+const (
+	DefaultFlushEvery   = time.Minute
+	DefaultFlushRecords = 4096
+)
+
 // WithFlush sets how often Run persists the custody overlay (default
-// 500ms) and after how many recorded events it flushes early (default 256).
+// DefaultFlushEvery) and after how many recorded events it flushes early
+// (default DefaultFlushRecords).
 func WithFlush(every time.Duration, records int) Option {
 	return func(o *options) { o.flushEvery, o.flushRecords = every, records }
 }
 
+// openTimeout is how long Open waits for another process's lock.
+const openTimeout = 2 * time.Second
+
+func (s *Store) openTimeout() time.Duration { return openTimeout }
+
 // Open opens or creates the allowlist file at path. The file is locked
 // while open: one process at a time.
 func Open(path string, opt ...Option) (*Store, error) {
-	o := options{traceRetention: 90 * 24 * time.Hour, flushEvery: 500 * time.Millisecond, flushRecords: 256}
+	o := options{traceRetention: 90 * 24 * time.Hour, flushEvery: DefaultFlushEvery, flushRecords: DefaultFlushRecords, maxFile: defaultMaxFile()}
 	for _, f := range opt {
 		f(&o)
 	}
 	o.limits.defaults(path)
-	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: openTimeout, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("opening allowlist %s: %w", path, err)
 	}

@@ -494,12 +494,19 @@ func (s *Store) importRows(ctx context.Context, next RowSource, o ImportOptions)
 		}
 		if len(batch) > 0 {
 			err := s.db.Update(func(tx *bolt.Tx) error {
+				if err := s.checkFileLimit(tx, rows); err != nil {
+					return err
+				}
 				b, err := tx.Bucket(bucketLists).CreateBucketIfNotExists(staging)
 				if err != nil {
 					return err
 				}
 				return writeEntries(b, batch, lines)
 			})
+			if errors.Is(err, ErrFileLimit) {
+				cleanup()
+				return Info{}, err
+			}
 			if err != nil {
 				cleanup()
 				return Info{}, fmt.Errorf("allowlist import: writing rows up to %d: %w", rows, err)

@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -642,5 +643,54 @@ func waitUntilTrue(t *testing.T, timeout time.Duration, what string, ok func() b
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCollectBaseline: a station whose first events never reached the
+// database (it ran with delivery: broker before) gets no receipt past the
+// hole until an operator's baseline releases it; the baseline is recorded,
+// refuses to run ahead of what is stored or for an unknown station, and the
+// next resend from the station brings the receipt.
+func TestCollectBaseline(t *testing.T) {
+	mq := testkit.StartMosquitto(t)
+	pg := testkit.StartPostgres(t)
+	rc := watchReceipts(t, mq.URL())
+	runCollector(t, Config{Brokers: []string{mq.URL()}, DB: pg.DSN(), Name: "first"})
+	pub := newPublisher(t, mq.URL())
+	f := newFake("s1", "late")
+	var last []byte
+	for seq := uint64(41); seq <= 45; seq++ {
+		last = f.event(seq)
+		pub.publish(f.topic(), last)
+	}
+	waitRows(t, pg, 5, 20*time.Second, `SELECT count(*) FROM events`)
+	if got := rc.last(t, f); got != 0 {
+		t.Fatalf("upto %d with seqs 1..40 never stored, want no receipt past 0", got)
+	}
+	db := poolFor(t, pg)
+	ctx := context.Background()
+	if _, err := Baseline(ctx, db, "nobody", 5, "test", "x"); !errors.Is(err, ErrUnknownStation) {
+		t.Fatalf("unknown station: %v", err)
+	}
+	if _, err := Baseline(ctx, db, f.station, 46, "test", "x"); !errors.Is(err, ErrBaselineAhead) {
+		t.Fatalf("baseline above the stored max: %v", err)
+	}
+	got, err := Baseline(ctx, db, f.station, 40, "local:test", "ran with delivery: broker")
+	if err != nil || got != 45 {
+		t.Fatalf("baseline: confirmed %d, %v; want 45", got, err)
+	}
+	if again, err := Baseline(ctx, db, f.station, 30, "local:test", "repeat"); err != nil || again != 45 {
+		t.Fatalf("a lower baseline: confirmed %d, %v; want 45 unchanged", again, err)
+	}
+	if n := pg.QueryInt(`SELECT count(*) FROM station_baselines WHERE station = $1`, f.station); n != 2 {
+		t.Fatalf("%d baselines recorded, want 2", n)
+	}
+	if n := pg.QueryInt(`SELECT count(*) FROM station_holes WHERE station = $1`, f.station); n != 0 {
+		t.Fatalf("%d holes left after the baseline", n)
+	}
+	pub.publish(f.topic(), last) // the station's resend: the same bytes
+	rc.waitUpto(t, f, 45, 20*time.Second)
+	if n := pg.QueryInt(`SELECT count(*) FROM events WHERE station = $1`, f.station); n != 5 {
+		t.Fatalf("%d events stored, want 5 (the resend is a duplicate)", n)
 	}
 }

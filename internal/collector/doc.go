@@ -83,6 +83,6 @@
 // are not CTEs). EPCISHandler (GET /epcis/events) answers a documented
 // subset of the EPCIS 2.0 REST query interface with the stored events
 // rendered by package epcis (uplink/contract/CONTRACT.md lists the
-// parameters and what is left out). Migration 2 adds the partial indexes
+// parameters and what is left out). Migration 3 adds the partial indexes
 // both read through.
 package collector

@@ -281,7 +281,7 @@ func assertExactlyOnce(t testing.TB, pg *testkit.Postgres, stations []fakeStatio
 // pipeline point (exitAt "received:N" / "committed:N") or kill -9 it.
 func collectorChild(t testing.TB, broker, db, exitAt string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := testkit.SelfCommand("-test.run=^$") // through qemu under make test-arm
 	cmd.Env = append(os.Environ(), "DOCKD_COLLECTOR_CHILD=1", "DOCKD_CHILD_BROKER="+broker, "DOCKD_CHILD_DB="+db,
 		"DOCKD_COLLECT_EXIT_AT="+exitAt)
 	var out strings.Builder

@@ -81,10 +81,22 @@ CREATE TABLE dead_letter (
 );
 CREATE INDEX dead_letter_received ON dead_letter (received_at);
 `},
+	{2, "station baselines", `
+CREATE TABLE station_baselines (
+  id               bigserial PRIMARY KEY,
+  station          text NOT NULL REFERENCES stations ON DELETE CASCADE,
+  upto             bigint NOT NULL,
+  confirmed_before bigint NOT NULL,
+  confirmed_after  bigint NOT NULL,
+  actor            text NOT NULL,
+  reason           text NOT NULL,
+  at               timestamptz NOT NULL DEFAULT now()
+);
+`},
 	// The FSMA 204 export and the EPCIS query read receiving and shipping
 	// CTEs in (time, station, seq) order, by lot or by time range; these
 	// partial indexes hold only those events, already in that order.
-	{2, "CTE indexes for the FSMA 204 export", `
+	{3, "CTE indexes for the FSMA 204 export", `
 CREATE INDEX events_cte_lot  ON events (lot, time, station, seq)
   WHERE kind = 'custody' AND verdict IN ('accept', 'warn') AND lot IS NOT NULL;
 CREATE INDEX events_cte_time ON events (time, station, seq)

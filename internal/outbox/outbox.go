@@ -36,8 +36,24 @@ func (o Outbox) Append(ctx context.Context, build func(seq uint64) ([]byte, erro
 	return seq, err
 }
 
-// Pending returns up to max events after seq, oldest first.
+// AppendBatch stores several events in order, sharing commits (see
+// buffer.Queue.AppendBatch); a spent budget is reported as for Append.
+func (o Outbox) AppendBatch(ctx context.Context, builds []func(seq uint64) ([]byte, error)) ([]uint64, []error) {
+	seqs, errs := o.Q.AppendBatch(ctx, builds)
+	for i, err := range errs {
+		if errors.Is(err, buffer.ErrFull) {
+			errs[i] = fmt.Errorf("%w: %w", dock.ErrBufferFull, err)
+		}
+	}
+	return seqs, errs
+}
+
+// Pending returns up to max undelivered events after seq, oldest first:
+// events already marked delivered (kept in the file only for the custody
+// replay, see buffer.Options.Retain) are not sent again, also after a
+// restart.
 func (o Outbox) Pending(after uint64, max int) ([]uplink.Record, error) {
+	after = maxU64(after, o.Q.Stats().LastAckSeq)
 	rs, err := o.Q.Pending(after, max)
 	out := make([]uplink.Record, len(rs))
 	for i, r := range rs {
@@ -46,7 +62,13 @@ func (o Outbox) Pending(after uint64, max int) ([]uplink.Record, error) {
 	return out, err
 }
 
-// Ack removes every event up to seq, or up to Floor if that is lower.
+// Ack marks every event up to seq (or up to Floor if that is lower)
+// delivered. This is the one place delivery acknowledgements (broker
+// PUBACKs, central receipts) reach the buffer, and it batches their disk
+// writes: the buffer writes the delivered mark with its next append commit,
+// or on its own after buffer.Options.AckDelay / AckBatch
+// (Queue.AckDeferred), and deletes the events later. A crash before that
+// commit means resending them — a duplicate, never a loss.
 func (o Outbox) Ack(seq uint64) error {
 	if o.Floor != nil {
 		seq = min(seq, o.Floor())
@@ -54,8 +76,15 @@ func (o Outbox) Ack(seq uint64) error {
 	if seq <= o.Q.Stats().LastAckSeq {
 		return nil
 	}
-	return o.Q.Ack(seq)
+	return o.Q.AckDeferred(seq)
 }
 
 // Notify wakes the uplink after appends.
 func (o Outbox) Notify() <-chan struct{} { return o.Q.Notify() }
+
+func maxU64(a, b uint64) uint64 {
+	if a > b {
+		return a
+	}
+	return b
+}

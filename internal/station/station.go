@@ -116,7 +116,16 @@ func New(cfg Config, dec Decoder, list List, out Outbox, light Light, log *slog.
 // Run consumes frames and reader states until ctx ends or frames is closed.
 // After frames is closed it returns nil once every frame already received
 // is recorded: closing the channel is the orderly way to drain.
+//
+// Frames that are already waiting when Run takes one (an RFID burst, a
+// tunnel scanner) are processed together: decided in order, appended so
+// that they share one commit, each lit after that commit (processBatch).
 func (s *Station) Run(ctx context.Context, frames <-chan dock.Frame, states <-chan dock.ReaderState) error {
+	var b burstLog
+	defer b.flush(s.log)
+	quiet := time.NewTimer(time.Hour)
+	quiet.Stop()
+	batch := make([]dock.Frame, 0, maxBatch)
 	for {
 		select {
 		case <-ctx.Done():
@@ -124,12 +133,36 @@ func (s *Station) Run(ctx context.Context, frames <-chan dock.Frame, states <-ch
 		case st := <-states:
 			s.readerState(st)
 		case <-s.pings:
+		case <-quiet.C:
+			b.flush(s.log)
 		case f, ok := <-frames:
 			if !ok {
 				return nil
 			}
-			// The frame was read: record it even if shutdown is under way.
-			s.Process(context.WithoutCancel(ctx), f)
+			batch = append(batch[:0], f)
+			closed := false
+		more:
+			for len(batch) < maxBatch {
+				select {
+				case f, ok := <-frames:
+					if !ok {
+						closed = true
+						break more
+					}
+					batch = append(batch, f)
+				default:
+					break more
+				}
+			}
+			// The frames were read: record them even if shutdown is under way.
+			s.processBatch(context.WithoutCancel(ctx), batch, &b)
+			clear(batch)
+			if b.n > 0 {
+				quiet.Reset(burstQuiet)
+			}
+			if closed {
+				return nil
+			}
 		}
 	}
 }
@@ -151,12 +184,26 @@ func (s *Station) Ping(ctx context.Context) error {
 // and returns the event (Seq 0 when it could not be stored) and the append
 // error, if any.
 func (s *Station) Process(ctx context.Context, f dock.Frame) (dock.CustodyEvent, error) {
-	ev := s.decide(f)
-	seq, err := s.out.Append(ctx, func(seq uint64) ([]byte, error) {
+	ev, _ := s.decide(f)
+	seq, err := s.out.Append(ctx, eventBuild(ev))
+	return s.finish(f, ev, seq, err, true)
+}
+
+// eventBuild returns the buffer's build function for ev: ev with its
+// sequence number, as JSON.
+func eventBuild(ev dock.CustodyEvent) func(uint64) ([]byte, error) {
+	return func(seq uint64) ([]byte, error) {
 		e := ev
 		e.Seq = seq
 		return json.Marshal(&e)
-	})
+	}
+}
+
+// finish acts on an append's outcome: a durable event is recorded in the
+// custody state and shown; a refused one is shown as refused. logEach logs
+// the decision at info level (a lone scan); otherwise at debug level, the
+// burst summary counts it.
+func (s *Station) finish(f dock.Frame, ev dock.CustodyEvent, seq uint64, err error, logEach bool) (dock.CustodyEvent, error) {
 	if err != nil {
 		reason, cond := dock.ReasonStorageFault, dock.ConditionStorageFault
 		if errors.Is(err, dock.ErrBufferFull) {
@@ -173,8 +220,6 @@ func (s *Station) Process(ctx context.Context, f dock.Frame) (dock.CustodyEvent,
 		return ev, err
 	}
 	ev.Seq = seq
-	// The event is durable: its custody change counts from the next scan on.
-	s.list.Record(ev)
 	s.mu.Lock()
 	wasRefused := s.refused
 	s.refused = false
@@ -183,9 +228,19 @@ func (s *Station) Process(ctx context.Context, f dock.Frame) (dock.CustodyEvent,
 		s.light.SetCondition(dock.ConditionBufferFull, false)
 		s.light.SetCondition(dock.ConditionStorageFault, false)
 	}
+	// The event is durable: light first (the operator waits for it), then
+	// its custody change, which counts from the next scan on (Run takes the
+	// next frame only after this returns).
 	s.light.ShowDecision(ev.Verdict)
-	s.log.Info("decision", "seq", ev.Seq, "reader", ev.Reader, "decision", ev.Verdict, "reason", ev.Reason,
-		"gtin", ev.GTIN, "lot", ev.Lot, "serial", ev.Serial, "sscc", ev.SSCC, "detail", ev.Detail)
+	s.list.Record(ev)
+	lvl := slog.LevelInfo
+	if !logEach {
+		lvl = slog.LevelDebug
+	}
+	if s.log.Enabled(context.Background(), lvl) {
+		s.log.Log(context.Background(), lvl, "decision", "seq", ev.Seq, "reader", ev.Reader, "decision", ev.Verdict, "reason", ev.Reason,
+			"gtin", ev.GTIN, "lot", ev.Lot, "serial", ev.Serial, "sscc", ev.SSCC, "detail", ev.Detail)
+	}
 	s.remember(ev)
 	return ev, nil
 }
@@ -193,12 +248,14 @@ func (s *Station) Process(ctx context.Context, f dock.Frame) (dock.CustodyEvent,
 // decide builds the custody event for f with its decision (no Seq yet).
 // Everything taken from the allowlist (the version stamped on the event,
 // the rules' look-ups, the lot of a batch code) comes from one snapshot.
-func (s *Station) decide(f dock.Frame) dock.CustodyEvent {
+// shipments reports whether expected shipments are open at the door (then
+// any accepted scan changes what later scans are counted against).
+func (s *Station) decide(f dock.Frame) (ev dock.CustodyEvent, shipments bool) {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	dir, pol := s.direction, s.policy
 	s.mu.Unlock()
-	ev := dock.CustodyEvent{
+	ev = dock.CustodyEvent{
 		Schema: dock.EventSchema, ID: dock.NewEventID(), Site: s.cfg.Site, Station: s.cfg.StationID, Door: s.cfg.Door,
 		Direction: dir, Time: now.UTC(), ClockSynced: s.cfg.ClockSynced == nil || s.cfg.ClockSynced(),
 		Reader: f.Reader, Raw: string(f.Data), Tag: f.Tag,
@@ -224,6 +281,9 @@ func (s *Station) decide(f dock.Frame) dock.CustodyEvent {
 		if sc == nil {
 			return nil
 		}
+		if ships, err := l.Shipments(s.cfg.Door, dir); err != nil || len(ships) > 0 {
+			shipments = true
+		}
 		ev.Decision = custody.Decide(item, l, pol, at)
 		ev.Shipment = ev.ExpectedShipment
 		// A scanned AI 10 that is one of a lot's batch codes: the event
@@ -238,7 +298,7 @@ func (s *Station) decide(f dock.Frame) dock.CustodyEvent {
 	if err != nil && sc != nil {
 		ev.Decision = dock.Decision{Verdict: dock.Reject, Reason: dock.ReasonStorageFault, Detail: "reading the allowlist: " + err.Error()}
 	}
-	return ev
+	return ev, shipments
 }
 
 // read decodes f into ev. It returns the scan, or nil when f is a bad scan

@@ -31,6 +31,7 @@ import (
 //	dockd_condition_active{condition}           gauge 1/0 per known condition
 //	dockd_light_output_on{output}               gauge 1/0 (green, amber, red, buzzer)
 //	dockd_station_info{station,site,door,direction,version} gauge, always 1
+//	dockd_storage_written_bytes_total           counter, bytes the daemon caused to be written to storage (absent where unknown)
 type Metrics struct {
 	scans          *prometheus.CounterVec
 	decodeErrors   *prometheus.CounterVec
@@ -106,6 +107,7 @@ var (
 	descAllowlistLots = prometheus.NewDesc("dockd_allowlist_lots", "Lots in the active allowlist.", nil, nil)
 	descCondition     = prometheus.NewDesc("dockd_condition_active", "Whether a standing condition is raised (1) or not (0).", []string{"condition"}, nil)
 	descLight         = prometheus.NewDesc("dockd_light_output_on", "Whether a stack light output is energised (1) or not (0).", []string{"output"}, nil)
+	descWritten       = prometheus.NewDesc("dockd_storage_written_bytes_total", "Bytes the daemon has caused to be written to storage since it started (/proc/self/io write_bytes; journald's log writes not included).", nil, nil)
 	descStation       = prometheus.NewDesc("dockd_station_info", "The station's identity and direction (value always 1).", []string{"station", "site", "door", "direction", "version"}, nil)
 )
 
@@ -114,7 +116,7 @@ type stateCollector struct{ src Source }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descReaderUp, descReaderLast, descBufDepth, descBufBytes, descBufAge, descBufFill,
-		descBufUnconf, descBufUnconfAge, descBroker, descAllowlist, descAllowlistLots, descCondition, descLight, descStation} {
+		descBufUnconf, descBufUnconfAge, descBroker, descAllowlist, descAllowlistLots, descCondition, descLight, descStation, descWritten} {
 		ch <- d
 	}
 }
@@ -155,6 +157,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descLight, b2f(s.Light.Red), "red")
 	gauge(descLight, b2f(s.Light.Buzzer), "buzzer")
 	gauge(descStation, 1, s.Station, s.Site, s.Door, string(s.Direction), s.Version)
+	if s.Storage != nil {
+		ch <- prometheus.MustNewConstMetric(descWritten, prometheus.CounterValue, float64(s.Storage.WrittenBytes))
+	}
 }
 
 func b2f(b bool) float64 {

@@ -53,6 +53,7 @@ func TestMetricsOnScrape(t *testing.T) {
 	src.update(false, func(s *Snapshot) {
 		s.Readers = []Reader{{ID: "scanner-1", Up: true, LastScan: last}, {ID: "rfid-1", Up: false}}
 		s.Buffer = Buffer{Depth: 12, Bytes: 3400, OldestAgeS: 42.5, Fill: 0.25}
+		s.Storage = &Storage{WrittenBytes: 123 << 20}
 		s.Broker.Connected = false
 		s.Light = Light{Amber: true, Showing: "broker_offline", Conditions: []dock.Condition{dock.ConditionBrokerOffline}, Running: true}
 	})
@@ -81,6 +82,7 @@ func TestMetricsOnScrape(t *testing.T) {
 		`dockd_light_output_on{output="amber"} 1`,
 		`dockd_light_output_on{output="red"} 0`,
 		`dockd_station_info{direction="receiving",door="door-1",site="site",station="site-door-1",version=""} 1`,
+		`dockd_storage_written_bytes_total 1.28974848e+08`,
 	} {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("scrape lacks %s", want)

@@ -90,6 +90,14 @@ type Snapshot struct {
 	Buffer    Buffer            `json:"buffer"`
 	Broker    Broker            `json:"broker"`
 	Allowlist Allowlist         `json:"allowlist"`
+	Storage   *Storage          `json:"storage,omitempty"` // nil when the system does not tell
+}
+
+// Storage is the station's own wear on its storage.
+type Storage struct {
+	// WrittenBytes is what the daemon has caused to be written to storage
+	// since it started (/proc/self/io write_bytes; not journald's logs).
+	WrittenBytes int64 `json:"written_bytes"`
 }
 
 // RecentMax is how many scans the page lists.

@@ -1,0 +1,112 @@
+package allowlist
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// MaxFileBytes32 is the largest allowlist.db an import may grow on a 32-bit
+// system (armv7). bbolt maps the whole file into the address space and
+// cannot map more than 2 GiB there (less in practice: a 3 GiB user address
+// space also holds the program, its heap and the event buffer's map). A
+// replacement holds the old and the new version side by side until the
+// switch, so the largest list a 32-bit box can replace is about half of
+// what fits: see README, "Storage wear", for rows.
+const MaxFileBytes32 int64 = 1536 << 20
+
+// ErrFileLimit means an import stopped because allowlist.db would grow past
+// the size this system can map (MaxFileBytes32 on 32-bit systems). The list
+// in force is unchanged.
+var ErrFileLimit = errors.New("allowlist: file would grow past what this system can map")
+
+// defaultMaxFile is the file size limit imports enforce here: none on a
+// 64-bit system.
+func defaultMaxFile() int64 {
+	if strconv.IntSize == 32 {
+		return MaxFileBytes32
+	}
+	return 0
+}
+
+// WithMaxFileBytes overrides the file size an import may reach (0: no
+// limit; default MaxFileBytes32 on 32-bit systems, none on 64-bit).
+func WithMaxFileBytes(n int64) Option { return func(o *options) { o.maxFile = n } }
+
+// checkFileLimit refuses to go on writing rows once the file (as this
+// write transaction sees it) is past the limit.
+func (s *Store) checkFileLimit(tx *bolt.Tx, rows int) error {
+	if s.opts.maxFile <= 0 || tx.Size() <= s.opts.maxFile {
+		return nil
+	}
+	return fmt.Errorf("%w: after %d rows %s is %d MiB, the limit on this %d-bit system is %d MiB; nothing was changed. Import fewer rows (README: storage wear), or use a 64-bit OS",
+		ErrFileLimit, rows, s.path, tx.Size()>>20, strconv.IntSize, s.opts.maxFile>>20)
+}
+
+// Compact rewrites allowlist.db to its live size: an import writes the new
+// version beside the old one and frees the old one's pages, which bbolt
+// reuses but never returns to the filesystem, so after replacing a large
+// list the file is about twice its live size. Compact copies the live data
+// into a new file, fsyncs it, renames it over the old one and reopens it.
+// It must not run concurrently with any other use of the Store (the
+// offline `dockd allowlist import` calls it); on error the old file is kept
+// and the Store stays usable. It returns the file size before and after.
+func (s *Store) Compact() (before, after int64, err error) {
+	if err := s.Flush(); err != nil {
+		return 0, 0, err
+	}
+	if fi, err := os.Stat(s.path); err == nil {
+		before = fi.Size()
+	}
+	tmp := s.path + ".compact"
+	os.Remove(tmp)
+	dst, err := bolt.Open(tmp, 0o640, &bolt.Options{FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return before, before, fmt.Errorf("compacting %s: creating %s: %w", s.path, tmp, err)
+	}
+	if err := bolt.Compact(dst, s.db, 64<<20); err != nil {
+		dst.Close()
+		os.Remove(tmp)
+		return before, before, fmt.Errorf("compacting %s: %w", s.path, err)
+	}
+	if err := dst.Close(); err != nil { // bbolt fsyncs every commit
+		os.Remove(tmp)
+		return before, before, fmt.Errorf("compacting %s: closing %s: %w", s.path, tmp, err)
+	}
+	if err := s.db.Close(); err != nil {
+		os.Remove(tmp)
+		return before, before, fmt.Errorf("compacting %s: closing it: %w", s.path, err)
+	}
+	renameErr := os.Rename(tmp, s.path)
+	if renameErr == nil {
+		syncDir(s.path)
+	} else {
+		os.Remove(tmp)
+	}
+	db, err := bolt.Open(s.path, 0o640, &bolt.Options{Timeout: s.openTimeout(), FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return before, before, fmt.Errorf("compacting %s: reopening: %w", s.path, err)
+	}
+	s.db = db
+	if renameErr != nil {
+		return before, before, fmt.Errorf("compacting %s: %w", s.path, renameErr)
+	}
+	if fi, err := os.Stat(s.path); err == nil {
+		after = fi.Size()
+	}
+	return before, after, nil
+}
+
+// syncDir fsyncs the directory holding path, so a rename in it is durable.
+func syncDir(path string) {
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return
+	}
+	d.Sync()
+	d.Close()
+}
