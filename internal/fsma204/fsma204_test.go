@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -175,5 +176,31 @@ func TestDecimal(t *testing.T) {
 		if got, ok := decimal(in[0], int(in[1][0]-'0')); !ok || got != want {
 			t.Errorf("decimal(%v) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// BenchmarkWriters: the cost of one row in each format (no database),
+// from a stored event to bytes, discarded.
+func BenchmarkWriters(b *testing.B) {
+	e := base()
+	e.Qty, e.Shipment = 12, "ASN-001234"
+	for _, format := range []string{FormatCSV, FormatXLSX} {
+		b.Run(format, func(b *testing.B) {
+			w, _ := NewWriter(format, io.Discard)
+			b.ReportAllocs()
+			for i := 0; i < b.N && i < MaxXLSXRows; i++ {
+				e.Seq = uint64(i)
+				r, err := FromEvent(e, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := w.Write(&r); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := w.Close(); err != nil {
+				b.Fatal(err)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package fsma204
 
 import (
 	"archive/zip"
+	"bytes"
 	"encoding/csv"
 	"encoding/xml"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Writer writes a spreadsheet one row at a time: the header first (on the
@@ -130,7 +132,7 @@ type xlsxWriter struct {
 	sheet io.Writer
 	n     int
 	err   error
-	buf   strings.Builder
+	buf   bytes.Buffer // one row batch of sheet XML; reused
 }
 
 // NewXLSX returns a Writer of an XLSX workbook onto w. Quantity and Seq
@@ -184,7 +186,7 @@ func (x *xlsxWriter) row(n int, r *Row, header bool) {
 			continue
 		}
 		x.buf.WriteString(`<c r="` + ref + `" t="inlineStr"><is><t xml:space="preserve">`)
-		_ = xml.EscapeText(&x.buf, []byte(v)) // a strings.Builder never fails
+		_ = xml.EscapeText(&x.buf, []byte(v)) // a bytes.Buffer never fails
 		x.buf.WriteString(`</t></is></c>`)
 	}
 	x.buf.WriteString(`</row>`)
@@ -206,7 +208,7 @@ func (x *xlsxWriter) flushNow() error {
 	if x.err != nil {
 		return x.err
 	}
-	if _, err := io.WriteString(x.sheet, x.buf.String()); err != nil {
+	if _, err := x.sheet.Write(x.buf.Bytes()); err != nil {
 		x.err = fmt.Errorf("fsma204: writing xlsx: %w", err)
 	}
 	x.buf.Reset()
@@ -221,8 +223,8 @@ func (x *xlsxWriter) Write(r *Row) error {
 		return ErrTooManyRows
 	}
 	for i, v := range r {
-		if len([]rune(v)) > MaxCellChars {
-			return fmt.Errorf("fsma204: row %d column %q: %d characters, an XLSX cell holds %d", x.n+1, columns[i], len([]rune(v)), MaxCellChars)
+		if len(v) > MaxCellChars && utf8.RuneCountInString(v) > MaxCellChars {
+			return fmt.Errorf("fsma204: row %d column %q: %d characters, an XLSX cell holds %d", x.n+1, columns[i], utf8.RuneCountInString(v), MaxCellChars)
 		}
 	}
 	x.n++
