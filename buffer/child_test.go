@@ -282,17 +282,7 @@ func fsizeChild(path string) {
 			die("append before limit: %v", err)
 		}
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		die("stat: %v", err)
-	}
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		die("getrlimit: %v", err)
-	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: uint64(fi.Size()), Max: old.Max}); err != nil {
-		die("setrlimit: %v", err)
-	}
+	limit, restore := capFileSize(path)
 	failures := 0
 	for i := 0; i < 2000 && failures == 0; i++ {
 		if appendOne() != nil {
@@ -300,7 +290,7 @@ func fsizeChild(path string) {
 		}
 	}
 	if failures == 0 {
-		die("no append failed with the file limited to %d bytes", fi.Size())
+		die("no append failed with the file limited to %d bytes", limit)
 	}
 	// A group of concurrent appends while still limited: each must either
 	// be stored or fail with ErrCommit (checked in appendOne via the parent).
@@ -328,9 +318,7 @@ func fsizeChild(path string) {
 	}
 	wg.Wait()
 	st := q.Stats()
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		die("restoring rlimit: %v", err)
-	}
+	restore()
 	for i := 0; i < 50; i++ {
 		if err := appendOne(); err != nil {
 			die("append after raising the limit: %v", err)
@@ -404,4 +392,27 @@ func TestDiskFullRLIMIT(t *testing.T) {
 		t.Fatalf("%d records in file, %d reported stored", len(got), len(storedIDs))
 	}
 	t.Logf("disk-full child: %d stored, %d refused with ErrCommit", len(storedIDs), len(failedIDs))
+}
+
+// capFileSize limits this (child) process's file size to what path has
+// now (RLIMIT_FSIZE), so the next write that grows it fails with EFBIG the
+// way a full disk fails a write; it returns the limit and a func that
+// restores the previous one.
+func capFileSize(path string) (int64, func()) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		die("stat: %v", err)
+	}
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		die("getrlimit: %v", err)
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: uint64(fi.Size()), Max: old.Max}); err != nil {
+		die("setrlimit: %v", err)
+	}
+	return fi.Size(), func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+			die("restoring rlimit: %v", err)
+		}
+	}
 }

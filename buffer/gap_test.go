@@ -54,17 +54,7 @@ func gapChild(path string, recover bool) {
 			die("append before limit: %v", err)
 		}
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		die("stat: %v", err)
-	}
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		die("getrlimit: %v", err)
-	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: uint64(fi.Size()), Max: old.Max}); err != nil {
-		die("setrlimit: %v", err)
-	}
+	limit, restore := capFileSize(path)
 	failures := 0
 	for i := 0; i < 2000 && failures < 3; i++ {
 		if appendOne() != nil {
@@ -72,14 +62,12 @@ func gapChild(path string, recover bool) {
 		}
 	}
 	if failures < 3 {
-		die("only %d appends failed with the file limited to %d bytes", failures, fi.Size())
+		die("only %d appends failed with the file limited to %d bytes", failures, limit)
 	}
 	if !recover {
 		os.Exit(0) // no Close: the process ends before any successful commit
 	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		die("restoring rlimit: %v", err)
-	}
+	restore()
 	for i := 0; i < 5; i++ {
 		if err := appendOne(); err != nil {
 			die("append after raising the limit: %v", err)

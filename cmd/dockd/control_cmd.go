@@ -262,6 +262,15 @@ func directLightTest(ctx context.Context, cfgPath string, step time.Duration, st
 	if runErr != nil {
 		return fmt.Errorf("lamp test: driving the light: %w", runErr)
 	}
+	// The audit trail: an operator record in the stopped station's buffer,
+	// delivered when it runs again, as for an offline allowlist import.
+	rec := auditRecord{Action: actLightTest, Actor: statuspage.LocalName(uint32(os.Getuid())), Via: statuspage.ViaCLI,
+		Detail: "dockd light test --direct"}
+	if seq, err := recordOffline(ctx, cfg, rec); err != nil {
+		fmt.Fprintf(stderr, "warning: the lamp test is not recorded on the event stream: %v\n", err)
+	} else {
+		fmt.Fprintf(stderr, "recorded as operator event seq %d (delivered when the station runs)\n", seq)
+	}
 	return nil
 }
 

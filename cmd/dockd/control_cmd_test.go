@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -14,9 +15,12 @@ import (
 
 	"periph.io/x/conn/v3/gpio"
 
+	"github.com/dockd/dockd/buffer"
 	"github.com/dockd/dockd/internal/dock"
 	"github.com/dockd/dockd/internal/statuspage"
 	"github.com/dockd/dockd/internal/testkit"
+	"github.com/dockd/dockd/uplink/contract"
+	"github.com/dockd/dockd/uplink/contract/contracttest"
 )
 
 // toolSource is a statuspage.Source that records what the tools asked for.
@@ -203,6 +207,21 @@ func TestLightTestDirect(t *testing.T) {
 	if !strings.Contains(out.String(), "lamp test done") {
 		t.Fatalf("output %q", out.String())
 	}
+	// On the audit trail: one operator record in the stopped station's buffer.
+	q, err := buffer.Open(filepath.Join(dir, "buffer.db"), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	recs, err := q.Pending(0, 10)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("%d records in the buffer after --direct (%v), want 1 operator record", len(recs), err)
+	}
+	var ev dock.CustodyEvent
+	if err := json.Unmarshal(recs[0].Payload, &ev); err != nil || ev.Kind != "operator" || ev.Action != actLightTest || ev.Via != statuspage.ViaCLI || ev.Actor == "" {
+		t.Fatalf("record %s (%v): want a light_test operator record via cli with an actor", recs[0].Payload, err)
+	}
+	contracttest.Require(t, contract.OperatorEventSchemaFile, recs[0].Payload)
 }
 
 func TestSimulate(t *testing.T) {

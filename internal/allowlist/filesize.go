@@ -11,13 +11,15 @@ import (
 )
 
 // MaxFileBytes32 is the largest allowlist.db an import may grow on a 32-bit
-// system (armv7). bbolt maps the whole file into the address space and
-// cannot map more than 2 GiB there (less in practice: a 3 GiB user address
-// space also holds the program, its heap and the event buffer's map). A
-// replacement holds the old and the new version side by side until the
-// switch, so the largest list a 32-bit box can replace is about half of
-// what fits: see README, "Storage wear", for rows.
-const MaxFileBytes32 int64 = 1536 << 20
+// system (armv7). bbolt maps the whole file into the address space: its map
+// doubles up to 1 GiB and then jumps to the 2 GiB - 1 ceiling, and a 32-bit
+// process (3 GiB of user address space on a 3G/1G kernel, also holding the
+// program, its heap and the event buffer's map) cannot count on a free 2 GiB
+// hole. The limit keeps the map at 1 GiB. A replacement holds the old and
+// the new version side by side until the switch, so the largest list a
+// 32-bit box can replace is about half of what fits: see README, "Allowlist",
+// for rows (measured under qemu-arm: 117–140 bytes a row with two versions).
+const MaxFileBytes32 int64 = 1024 << 20
 
 // ErrFileLimit means an import stopped because allowlist.db would grow past
 // the size this system can map (MaxFileBytes32 on 32-bit systems). The list
