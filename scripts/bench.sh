@@ -25,6 +25,7 @@ run ./cmd/dockd RFIDBurst 1x
 run ./cmd/dockd IdleWrites 1x
 run ./cmd/dockd FlashPerEvent 1x
 run ./internal/collector CollectorThroughput 1x
+run ./internal/collector FSMA204Export 3x
 
 # metric NAME-REGEX UNIT: the value before UNIT on the first matching benchmark line.
 metric() {
@@ -72,3 +73,6 @@ row "  daemon CPU per event"                            "$(metric 'BenchmarkRFID
 row "  bytes written per event"                         "$(metric 'BenchmarkRFIDBurst' B/event)" "B"
 row "collector: backlog → PostgreSQL, batch 1000"     "$(metric 'BenchmarkCollectorThroughput/batch=1000' events/s)" "events/s (one collector, fsync on)"
 row "  baseline: one event per transaction"          "$(metric 'BenchmarkCollectorThroughput/batch=1-' events/s)" "events/s"
+row "FSMA 204 export, one lot of 1M events (CSV)"     "$(metric 'BenchmarkFSMA204Export/lot/csv' s/export)" "s ($(metric 'BenchmarkFSMA204Export/lot/csv' rows) rows; PostgreSQL COPY baseline $(metric 'BenchmarkFSMA204Export/lot/baseline' s/export) s)"
+row "FSMA 204 export, one day of 1M events (CSV)"     "$(metric 'BenchmarkFSMA204Export/day/csv' rows/s)" "rows/s ($(metric 'BenchmarkFSMA204Export/day/csv' s/export) s; XLSX $(metric 'BenchmarkFSMA204Export/day/xlsx' rows/s) rows/s; COPY baseline $(metric 'BenchmarkFSMA204Export/day/baseline' rows/s) rows/s)"
+row "FSMA 204 export, all ~950k CTEs of 1M events (CSV)" "$(metric 'BenchmarkFSMA204Export/all/csv' rows/s)" "rows/s ($(metric 'BenchmarkFSMA204Export/all/csv' s/export) s; COPY baseline $(metric 'BenchmarkFSMA204Export/all/baseline' rows/s) rows/s)"

@@ -60,7 +60,7 @@ func (c cliCase) args() []string { return append(slices.Clone(c.words), c.positi
 // cliCommands is every runnable command: each top-level word, and for each
 // command family every subcommand, with example positional arguments.
 func cliCommands(t *testing.T) []cliCase {
-	families := map[string][]string{"light": {"test"}, "collect": {"run", "trace", "baseline"}}
+	families := map[string][]string{"light": {"test"}, "collect": {"run", "trace", "baseline", "export"}}
 	for sub := range allowlistSynopses {
 		families["allowlist"] = append(families["allowlist"], sub)
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dockd/dockd/internal/collector"
+	"github.com/dockd/dockd/internal/fsma204"
 	"github.com/dockd/dockd/uplink"
 )
 
@@ -29,21 +31,25 @@ const collectUsage = `usage: dockd collect run --broker URL [--broker URL2 …] 
                          [--username central --password-file F] [--ca-file CA [--cert-file C --key-file K]]
        dockd collect trace --db postgres://… --lot L | --serial S | --sscc X [--gtin G] [--json]
        dockd collect baseline --db postgres://… --station ID --upto N --reason TEXT
+       dockd collect export --fsma204 --db postgres://… --lot L [--from T] [--to T] [--format csv|xlsx] [--out FILE]
 
 Central's collector. run: subscribe (persistent session, QoS 1) to dockd/v1/+/+/events,
 store each event once in PostgreSQL, acknowledge it to the broker after the commit, then
 publish the station's receipt on dockd/v1/SITE/DOOR/receipts; --http serves
-GET /trace?lot=…|serial=…|sscc=… as JSON. trace: where a lot, serial or SSCC crossed —
+GET /trace?lot=…|serial=…|sscc=… as JSON and GET /epcis/events (an EPCIS 2.0 query
+subset). trace: where a lot, serial or SSCC crossed —
 every door, which way, when, what decision. baseline: accept that a station's seqs
 1..N will never arrive (it ran with delivery: broker, or before this collector existed),
-so its receipts can pass them; recorded with who and why. The database URL may also
-come from $DOCKD_COLLECT_DB.`
+so its receipts can pass them; recorded with who and why. export --fsma204: the
+receiving and shipping events of a lot or time range as FDA's sortable spreadsheet
+(CSV or XLSX). The database URL may also come from $DOCKD_COLLECT_DB.`
 
 // collectSynopses is the usage line of each collect subcommand.
 var collectSynopses = map[string]string{
 	"run":      "dockd collect run --broker URL [--broker URL2 …] --db postgres://… [flags]",
 	"trace":    "dockd collect trace --db postgres://… --lot L | --serial S | --sscc X [--gtin G] [--json]",
 	"baseline": "dockd collect baseline --db postgres://… --station ID --upto N --reason TEXT",
+	"export":   "dockd collect export --fsma204 --db postgres://… --lot L | --from T [--to T] [--gtin G] [--tz ZONE] [--format csv|xlsx] [--out FILE]",
 }
 
 // cmdCollect dispatches dockd collect SUBCOMMAND.
@@ -59,6 +65,8 @@ func cmdCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return cmdCollectTrace(ctx, args, stdout, stderr)
 	case "baseline":
 		return cmdCollectBaseline(ctx, args, stdout, stderr)
+	case "export":
+		return cmdCollectExport(ctx, args, stdout, stderr)
 	}
 	fmt.Fprintln(stderr, collectUsage)
 	return &exitError{2, fmt.Errorf("collect: unknown subcommand %q", sub)}
@@ -83,7 +91,7 @@ func cmdCollectRun(ctx context.Context, args []string, stdout, stderr io.Writer)
 	caFile := fs.String("ca-file", "", "CA certificate (PEM) to verify an ssl:// broker")
 	certFile := fs.String("cert-file", "", "client certificate (PEM) for mutual TLS")
 	keyFile := fs.String("key-file", "", "client key (PEM) for mutual TLS")
-	httpAddr := fs.String("http", "", "serve GET /trace on this address, e.g. 127.0.0.1:8080")
+	httpAddr := fs.String("http", "", "serve GET /trace and GET /epcis/events on this address, e.g. 127.0.0.1:8080")
 	batch := fs.Int("batch", 1000, "most events per transaction")
 	logFormat := fs.String("log-format", "text", "text or json")
 	if err := parseArgs(fs, collectSynopses["run"], args, stdout, stderr); err != nil {
@@ -142,10 +150,11 @@ func cmdCollectRun(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/trace", collector.TraceHandler(pool))
+		mux.Handle("/epcis/events", collector.EPCISHandler(pool))
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
-		log.Info("collect: trace over HTTP", "addr", ln.Addr().String())
+		log.Info("collect: trace and EPCIS query over HTTP", "addr", ln.Addr().String())
 	}
 	log.Info("collect: starting", "client_id", c.ClientID(), "filter", c.Filter(), "brokers", strings.Join(brokers, ","))
 	err = c.Run(ctx)
@@ -272,5 +281,100 @@ func cmdCollectBaseline(ctx context.Context, args []string, stdout, stderr io.Wr
 		return fmt.Errorf("collect baseline: %w", err)
 	}
 	fmt.Fprintf(stdout, "station %s: seqs 1..%d released; confirmed up to %d (the receipt goes out with the station's next event or resend)\n", *station, *upto, confirmed)
+	return nil
+}
+
+func cmdCollectExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	syn := collectSynopses["export"]
+	fs := flag.NewFlagSet("collect export", flag.ContinueOnError)
+	db := fs.String("db", os.Getenv("DOCKD_COLLECT_DB"), "PostgreSQL URL")
+	fsma := fs.Bool("fsma204", false, "FDA Food Traceability Rule (FSMA 204) sortable spreadsheet of receiving and shipping events (the one export there is; required)")
+	lot := fs.String("lot", "", "the lot (AI 10, the stored lot)")
+	gtin := fs.String("gtin", "", "narrow to one GTIN")
+	from := fs.String("from", "", "first time included: RFC 3339 or a date YYYY-MM-DD")
+	to := fs.String("to", "", "end: an RFC 3339 time (excluded) or a date YYYY-MM-DD (that whole day included)")
+	tz := fs.String("tz", "UTC", "IANA time zone of dates given and of the Event Date/Time columns, e.g. America/Chicago")
+	format := fs.String("format", "", "csv or xlsx (default: from the --out file name, else csv)")
+	out := fs.String("out", "", "write to this file (written aside and renamed when complete); default stdout")
+	if err := parseArgs(fs, syn, args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError(fs, syn, stderr, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	if !*fsma {
+		return usageError(fs, syn, stderr, errors.New("say --fsma204 (the only export format)"))
+	}
+	if *db == "" {
+		return usageError(fs, syn, stderr, errors.New("--db is required"))
+	}
+	loc, err := time.LoadLocation(*tz)
+	if err != nil {
+		return usageError(fs, syn, stderr, fmt.Errorf("--tz %q: %w", *tz, err))
+	}
+	q := collector.ExportQuery{Lot: *lot, GTIN: *gtin, Location: loc}
+	if *from != "" {
+		if q.From, err = collector.ParseExportTime(*from, loc, false); err != nil {
+			return usageError(fs, syn, stderr, fmt.Errorf("--from: %w", err))
+		}
+	}
+	if *to != "" {
+		if q.To, err = collector.ParseExportTime(*to, loc, true); err != nil {
+			return usageError(fs, syn, stderr, fmt.Errorf("--to: %w", err))
+		}
+	}
+	if q.Lot == "" && *from == "" && *to == "" {
+		return usageError(fs, syn, stderr, errors.New("give --lot, --from/--to or both"))
+	}
+	if *format == "" {
+		*format = fsma204.FormatCSV
+		if strings.HasSuffix(strings.ToLower(*out), ".xlsx") {
+			*format = fsma204.FormatXLSX
+		}
+	}
+	var dst io.Writer = stdout
+	var tmp *os.File
+	if *out != "" {
+		tmp, err = os.CreateTemp(filepath.Dir(*out), "."+filepath.Base(*out)+".*")
+		if err != nil {
+			return fmt.Errorf("collect export: --out %s: %w", *out, err)
+		}
+		defer func() {
+			if tmp != nil {
+				tmp.Close()
+				os.Remove(tmp.Name())
+			}
+		}()
+		dst = tmp
+	}
+	w, err := fsma204.NewWriter(*format, dst)
+	if err != nil {
+		return usageError(fs, syn, stderr, fmt.Errorf("--format: %w", err))
+	}
+	pool, err := pgxpool.New(ctx, *db)
+	if err != nil {
+		return fmt.Errorf("collect export: database URL: %w", err)
+	}
+	defer pool.Close()
+	n, err := collector.ExportFSMA204(ctx, pool, q, w)
+	if err != nil {
+		return fmt.Errorf("collect export: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("collect export: %w", err)
+	}
+	if tmp != nil {
+		if err := tmp.Sync(); err != nil {
+			return fmt.Errorf("collect export: --out %s: %w", *out, err)
+		}
+		if err := tmp.Close(); err != nil {
+			return fmt.Errorf("collect export: --out %s: %w", *out, err)
+		}
+		if err := os.Rename(tmp.Name(), *out); err != nil {
+			return fmt.Errorf("collect export: --out %s: %w", *out, err)
+		}
+		tmp = nil
+	}
+	fmt.Fprintf(stderr, "dockd collect export: %d receiving/shipping events (%s)\n", n, q)
 	return nil
 }

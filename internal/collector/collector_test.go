@@ -417,7 +417,7 @@ func waitSession(t *testing.T, pg *testkit.Postgres, pub *publisher) {
 	}
 }
 
-func poolFor(t *testing.T, pg *testkit.Postgres) *pgxpool.Pool {
+func poolFor(t testing.TB, pg *testkit.Postgres) *pgxpool.Pool {
 	t.Helper()
 	pool, err := pgxpool.New(context.Background(), pg.DSN())
 	if err != nil {

@@ -73,4 +73,16 @@
 // sessions); NATS does not deliver $share subscriptions at all. Shared
 // collectors may write the same station concurrently; the station row
 // lock (taken in name order) serialises them.
+//
+// # Answering from what is stored
+//
+// Trace (GET /trace) lists where a lot, serial or SSCC crossed.
+// ExportFSMA204 streams the receiving and shipping Critical Tracking
+// Events of a lot or time range as FDA's FSMA 204 sortable spreadsheet
+// (package fsma204 builds the rows and writes CSV or XLSX; refused scans
+// are not CTEs). EPCISHandler (GET /epcis/events) answers a documented
+// subset of the EPCIS 2.0 REST query interface with the stored events
+// rendered by package epcis (uplink/contract/CONTRACT.md lists the
+// parameters and what is left out). Migration 3 adds the partial indexes
+// both read through.
 package collector
