@@ -27,18 +27,13 @@ func BenchmarkScanToLight(b *testing.B) {
 		if i%2 == 1 {
 			lot, pin = "LOT99", red
 		}
-		before := len(pin.Edges())
+		before := pin.EdgeCount()
 		t0 := time.Now()
 		s.write(gs1Scan(lot, fmt.Sprintf("B%d", i)))
-		var edge testkit.Edge
-		for {
-			es := pin.Edges()
-			if len(es) > before && es[len(es)-1].Level == gpio.High {
-				edge = es[len(es)-1]
-				break
-			}
-			time.Sleep(20 * time.Microsecond)
-		}
+		// Blocks on the pin's change signal: no polling loop spinning a
+		// core, no copied edge lists (whose garbage made the daemon's GC,
+		// not the daemon, the p99). The edge carries its own time.
+		edge := pin.WaitEdgeTo(b, before, gpio.High, 10*time.Second)
 		lat = append(lat, edge.At.Sub(t0))
 	}
 	b.StopTimer()

@@ -87,6 +87,7 @@ type daemon struct {
 // pipeline. On error everything opened so far is closed again.
 func openDaemon(cfg config.Config, log *slog.Logger, opts daemonOptions) (d *daemon, err error) {
 	d = &daemon{cfg: cfg, log: log, started: time.Now(), opts: opts}
+	tuneGC(log)
 	opened := d // the error returns below set d to nil
 	defer func() {
 		if err != nil {

@@ -248,6 +248,37 @@ func (p *RecordingPin) Edges() []Edge {
 	return append([]Edge(nil), p.edges...)
 }
 
+// EdgeCount returns how many output level changes are recorded, without
+// copying them (for polling in benchmarks, where Edges' copy would be the
+// garbage that is measured).
+func (p *RecordingPin) EdgeCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.edges)
+}
+
+// WaitEdgeTo waits, without polling, for an output edge to level l after
+// the first n recorded ones and returns the first such edge (its At is the
+// time Out was called, however late this wakes); it fails the test if none
+// comes within timeout.
+func (p *RecordingPin) WaitEdgeTo(t testing.TB, n int, l gpio.Level, timeout time.Duration) Edge {
+	t.Helper()
+	var e Edge
+	found := func() bool {
+		for i := n; i < len(p.edges); i++ {
+			if p.edges[i].Level == l {
+				e = p.edges[i]
+				return true
+			}
+		}
+		return false
+	}
+	if !p.waitFor(timeout, found) {
+		t.Fatalf("pin %s: no edge to %s after the first %d within %v: %v", p.name, l, n, timeout, p.Edges())
+	}
+	return e
+}
+
 // OutCalls returns how many times Out was called, including calls that did
 // not change the level.
 func (p *RecordingPin) OutCalls() int {
