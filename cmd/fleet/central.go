@@ -131,6 +131,16 @@ func (r *centralRun) report(ctx context.Context, sims []*sim, rep *Report) error
 		offered += int64(len(s.appended))
 	}
 	rep.Unseen = rows - int64(rep.Stored)
+	// Scan → row in PostgreSQL: the event's own time to received_at, the
+	// start of the transaction that wrote the row (it commits within the
+	// same batch, before the receipt goes out).
+	var p50, p99 float64
+	if err := r.pool.QueryRow(ctx, `SELECT coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - time)), 0),
+  coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - time)), 0)
+FROM events WHERE kind = 'custody'`).Scan(&p50, &p99); err != nil {
+		return fmt.Errorf("scan → row latency: %w", err)
+	}
+	rep.RowP50, rep.RowP99 = time.Duration(p50*float64(time.Second)), time.Duration(p99*float64(time.Second))
 	st := r.c.Stats()
 	rep.DuplicatesSuppressed = st.Duplicates.Load()
 	rep.CollectorInserted = st.Inserted.Load()

@@ -100,6 +100,10 @@ type Report struct {
 	Stored, StoreLost         uint64
 	DuplicatesSuppressed      int64
 	CollectorInserted, Unseen int64 // rows inserted; rows for seqs no station appended (must be 0)
+	// RowP50, RowP99: scan → row written in PostgreSQL (the event's time to
+	// the writing transaction's start), beside P50/P99 (scan → a plain
+	// subscriber at the broker) of the same run.
+	RowP50, RowP99 time.Duration
 }
 
 // OK reports whether every appended event was delivered and nothing
@@ -126,6 +130,8 @@ func (r Report) String() string {
 		fmt.Fprintf(&b, "delivery %s, broker kill -9: %d\n", r.Delivery, r.Kills)
 		fmt.Fprintf(&b, "PostgreSQL: offered %d, stored %d, lost %d, duplicates suppressed %d, rows not offered %d\n",
 			r.Appended, r.Stored, r.StoreLost, r.DuplicatesSuppressed, r.Unseen)
+		fmt.Fprintf(&b, "latency scan→row in PostgreSQL p50 %v p99 %v (scan→consumer above: p50 %v p99 %v)\n",
+			r.RowP50.Round(time.Microsecond), r.RowP99.Round(time.Microsecond), r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
 	}
 	return b.String()
 }

@@ -113,6 +113,9 @@ func TestFleetReceiptDeliveryBrokerKill(t *testing.T) {
 	if !reps[0].OK() {
 		t.Errorf("receipt delivery: offered %d, stored %d, lost %d", reps[0].Appended, reps[0].Stored, reps[0].StoreLost)
 	}
+	if r := reps[0]; r.RowP50 <= 0 || r.RowP99 < r.RowP50 {
+		t.Errorf("scan → row latency p50 %v p99 %v: want 0 < p50 ≤ p99", r.RowP50, r.RowP99)
+	}
 	if reps[1].Stored+reps[1].StoreLost != reps[1].Appended {
 		t.Errorf("broker delivery: stored %d + lost %d != offered %d", reps[1].Stored, reps[1].StoreLost, reps[1].Appended)
 	}
