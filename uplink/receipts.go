@@ -6,8 +6,6 @@ package uplink
 // goroutine) and the bookkeeping of unconfirmed events (Run's goroutine).
 
 import (
-	"github.com/dockd/dockd/internal/jsonstrict"
-
 	"bytes"
 	"context"
 	"encoding/json"
@@ -15,6 +13,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/dockd/dockd/internal/jsonstrict"
 )
 
 // Delivery says when the Client lets the Outbox delete an event.

@@ -1,8 +1,6 @@
 package allowlist
 
 import (
-	"github.com/dockd/dockd/internal/jsonstrict"
-
 	"bufio"
 	"bytes"
 	"context"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/dockd/dockd/internal/custody"
 	"github.com/dockd/dockd/internal/dock"
+	"github.com/dockd/dockd/internal/jsonstrict"
 )
 
 // Row is one line of an import file or update: a product, lot, serial,
