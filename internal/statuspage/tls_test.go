@@ -112,21 +112,8 @@ func makePKI(t *testing.T) *testPKI {
 // the station's CA may press buttons from the LAN and is logged by name;
 // one without, or with a foreign certificate, does not get past TLS.
 func TestClientCertificates(t *testing.T) {
-	pki := makePKI(t)
-	src := newFakeSource()
-	s, err := New(Config{TLSCertFile: pki.certFile, TLSKeyFile: pki.keyFile, ClientCAFile: pki.caFile}, src, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
-	url := "https://" + ln.Addr().String() + "/api/light-test"
+	pki, src, addr := serveClientCA(t)
+	url := "https://" + addr + "/api/light-test"
 
 	client := func(certs ...tls.Certificate) *http.Client {
 		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool, Certificates: certs}}}
@@ -160,21 +147,8 @@ func TestClientCertificates(t *testing.T) {
 // requests too: with an Origin (a browser) a certificate alone is not
 // enough, the page's session and its CSRF token are needed.
 func TestClientCertificateBrowserNeedsCSRF(t *testing.T) {
-	pki := makePKI(t)
-	src := newFakeSource()
-	s, err := New(Config{TLSCertFile: pki.certFile, TLSKeyFile: pki.keyFile, ClientCAFile: pki.caFile}, src, nil, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
-	base := "https://" + ln.Addr().String()
+	pki, src, addr := serveClientCA(t)
+	base := "https://" + addr
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{pki.client}}}}
 	req, _ := http.NewRequest("POST", base+"/api/light-test", strings.NewReader("{}"))
 	req.Header.Set("Content-Type", "application/json")
@@ -242,4 +216,26 @@ func TestHostAndOriginPolicy(t *testing.T) {
 	if _, err := newHostPolicy([]string{"*.example"}, ""); !errors.Is(err, ErrConfig) {
 		t.Errorf("wildcard allowed host: %v", err)
 	}
+}
+
+// serveClientCA serves a page with TLS and client certificates from a
+// fresh test PKI on a loopback port until the test ends; it returns the
+// PKI, the page's source and the address.
+func serveClientCA(t *testing.T) (*testPKI, *fakeSource, string) {
+	t.Helper()
+	pki := makePKI(t)
+	src := newFakeSource()
+	s, err := New(Config{TLSCertFile: pki.certFile, TLSKeyFile: pki.keyFile, ClientCAFile: pki.caFile}, src, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return pki, src, ln.Addr().String()
 }
