@@ -13,6 +13,7 @@ run() { # run PKG REGEX BENCHTIME
 run ./internal/scan . 1s
 run ./device/reader . 1s
 run ./internal/allowlist Lookup 200000x
+run ./internal/allowlist Replace 1x
 run ./buffer . 1s
 run ./uplink . 3x
 run ./cmd/dockd ScanToLight 1000x
@@ -39,6 +40,7 @@ row "decode: 4-AI GS1-128 element string"            "$(metric 'BenchmarkDecodeE
 row "decode: GS1 Digital Link URI"                   "$(metric 'BenchmarkDecodeDigitalLink' ns/op)" "ns/scan"
 row "decode: SGTIN-96"                               "$(metric 'BenchmarkDecodeSGTIN96' ns/op)" "ns/scan"
 row "allowlist look-up p99 (1M lots)"                "$(metric 'BenchmarkLookup' p99-µs)" "µs"
+row "allowlist replacement: peak anonymous memory"   "$(metric 'BenchmarkReplace' peak-anon-MiB)" "MiB (DOCKD_BENCH_ROWS rows replaced; file $(metric 'BenchmarkReplace' file-before-compact-MiB) → $(metric 'BenchmarkReplace' file-after-compact-MiB) MiB compacted)"
 row "durable append, 64 concurrent (group commit)"   "$(metric 'BenchmarkAppendConcurrent/goroutines=64' events/s)" "events/s"
 row "durable append, 512 concurrent (group commit)"  "$(metric 'BenchmarkAppendConcurrent/goroutines=512' events/s)" "events/s"
 row "  baseline: raw bbolt, 100 values per tx"       "$(metric 'BenchmarkBoltBatch100' events/s)" "events/s"

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,4 +202,78 @@ func BenchmarkDecision(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+}
+
+// BenchmarkReplace imports DOCKD_BENCH_ROWS rows, replaces them with a
+// second import of the same size (the old and the new version side by side
+// until the switch) and compacts the file, as `dockd allowlist import` does.
+// It reports the peak anonymous resident memory (Go heap and runtime,
+// sampled every 20 ms: what can push a 1 GiB box into the OOM killer) apart
+// from the peak resident set, which also counts the mapped file's pages
+// (page cache the kernel can drop), and the file size before and after
+// compaction.
+func BenchmarkReplace(b *testing.B) {
+	n := benchRowsN(b)
+	for i := 0; i < b.N; i++ {
+		path := filepath.Join(b.TempDir(), "allowlist.db")
+		s, err := Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.importRows(context.Background(), benchRows(n), ImportOptions{Version: "first"}); err != nil {
+			b.Fatal(err)
+		}
+		var peakAnon atomic.Int64
+		stop := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			t := time.NewTicker(20 * time.Millisecond)
+			defer t.Stop()
+			for {
+				if kb := rssAnonKB(); kb > peakAnon.Load() {
+					peakAnon.Store(kb)
+				}
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+				}
+			}
+		}()
+		t0 := time.Now()
+		if _, err := s.importRows(context.Background(), benchRows(n), ImportOptions{Version: "second"}); err != nil {
+			b.Fatal(err)
+		}
+		d := time.Since(t0)
+		close(stop)
+		<-sampled
+		before, after, err := s.Compact()
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+		b.ReportMetric(float64(n)/d.Seconds(), "rows/s")
+		b.ReportMetric(float64(peakAnon.Load())/1024, "peak-anon-MiB")
+		b.ReportMetric(float64(before)/(1<<20), "file-before-compact-MiB")
+		b.ReportMetric(float64(after)/(1<<20), "file-after-compact-MiB")
+		b.Logf("replaced %d rows in %s; peak RSS (with the mapped file) %s", n, d.Round(time.Millisecond), vmHWM())
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// rssAnonKB is the process's anonymous resident memory now (kB), from
+// /proc/self/status (0 if unreadable).
+func rssAnonKB() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "RssAnon:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb
+		}
+	}
+	return 0
 }
