@@ -356,6 +356,10 @@ func traceIdx(kind byte, val string, seq uint64) []byte {
 
 func putTrace(tx *bolt.Tx, recs []TraceRecord) error {
 	tb, ib := tx.Bucket(bucketTrace), tx.Bucket(bucketTraceIdx)
+	// Trace records are keyed by seq, so they are only ever appended: fill
+	// leaf pages instead of splitting them half-empty (bbolt's default),
+	// about half the trace pages to write at each checkpoint.
+	tb.FillPercent = 0.95
 	for _, r := range recs {
 		v, err := json.Marshal(r)
 		if err != nil {
