@@ -21,6 +21,7 @@ mkdir -p "$work/var"
 printf '[Journal]\nStorage=persistent\n' > "$work/journald.conf"
 export work lines rate journald
 unshare -m --propagation private bash -euo pipefail -c '
+mkdir -p /run/systemd
 mount -t tmpfs tmpfs /run/systemd
 mkdir -p /run/systemd/journal /run/log /var/log/journal
 mount -t tmpfs tmpfs /run/log
