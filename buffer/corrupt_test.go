@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -144,11 +145,36 @@ func TestCorruptFileMovedAside(t *testing.T) {
 		{"record with a bad header", func(t *testing.T, path string) {
 			rawBolt(t, path, func(tx *bolt.Tx) error {
 				m, _ := tx.CreateBucket(bucketMeta)
-				r, _ := tx.CreateBucket(bucketRecords)
+				r, _ := tx.CreateBucket(segName(1))
 				if err := m.Put(keyNextSeq, u64(2)); err != nil {
 					return err
 				}
 				return r.Put(seqKey(1), []byte{9, 1, 2})
+			})
+		}},
+		{"segment holding a record older than its name", func(t *testing.T, path string) {
+			fillQueue(t, path, 3)
+			rawBolt(t, path, func(tx *bolt.Tx) error {
+				if err := tx.DeleteBucket(segName(1)); err != nil {
+					return err
+				}
+				s, _ := tx.CreateBucket(segName(2))
+				return s.Put(seqKey(1), encodeValue(time.Now(), []byte("x")))
+			})
+		}},
+		{"segments that overlap", func(t *testing.T, path string) {
+			fillQueue(t, path, 3)
+			rawBolt(t, path, func(tx *bolt.Tx) error {
+				// Record 3 moves to a segment named 2: the first segment
+				// (named 1, holding 1..3) now runs past it.
+				if err := tx.Bucket(segName(1)).Delete(seqKey(2)); err != nil {
+					return err
+				}
+				s, _ := tx.CreateBucket(segName(2))
+				if err := tx.Bucket(bucketMeta).Put(keyNextSeq, u64(5)); err != nil {
+					return err
+				}
+				return s.Put(seqKey(4), encodeValue(time.Now(), []byte("x")))
 			})
 		}},
 		{"next seq not above newest record", func(t *testing.T, path string) {

@@ -140,10 +140,8 @@ func Open(path string, o Options) (*Queue, error) {
 		if !empty {
 			return nil
 		}
-		for _, name := range [][]byte{bucketMeta, bucketRecords} {
-			if _, err := tx.CreateBucket(name); err != nil {
-				return fmt.Errorf("creating bucket %s: %w", name, err)
-			}
+		if _, err := tx.CreateBucket(bucketMeta); err != nil {
+			return fmt.Errorf("creating bucket %s: %w", bucketMeta, err)
 		}
 		return nil
 	}); err != nil {
@@ -172,16 +170,17 @@ func Open(path string, o Options) (*Queue, error) {
 	}
 
 	q := &Queue{
-		path:    path,
-		opts:    o,
-		log:     log,
-		db:      db,
-		reqs:    make(chan *request, maxGroup),
-		notify:  make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
-		st:      st,
-		nextSeq: next,
+		path:     path,
+		opts:     o,
+		log:      log,
+		db:       db,
+		pageSize: db.Info().PageSize,
+		reqs:     make(chan *request, maxGroup),
+		notify:   make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		st:       st,
+		nextSeq:  next,
 	}
 	go q.writer()
 	log.Info("buffer opened", "path", path, "depth", st.depth, "bytes", st.bytes,
@@ -247,19 +246,29 @@ func scan(tx *bolt.Tx) (state, uint64, error) {
 	var st state
 	next := uint64(1)
 	var names []string
+	hasMeta := false
 	if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-		names = append(names, string(name))
+		switch {
+		case bytes.Equal(name, bucketMeta):
+			hasMeta = true
+		case isRecordBucket(name):
+		default:
+			names = append(names, string(name))
+		}
 		return nil
 	}); err != nil {
 		return st, 0, corruption{err}
 	}
-	if len(names) == 0 {
-		return st, next, nil
+	rbs := recordBuckets(tx, func(recordBucket) bool { return true })
+	switch {
+	case len(names) > 0:
+		return st, 0, corruptf("not a queue file: buckets %q besides %q and records", names, bucketMeta)
+	case !hasMeta && len(rbs) > 0:
+		return st, 0, corruptf("not a queue file: records but no %q bucket", bucketMeta)
+	case !hasMeta:
+		return st, next, nil // created, not yet initialised
 	}
-	recs, meta := tx.Bucket(bucketRecords), tx.Bucket(bucketMeta)
-	if len(names) != 2 || recs == nil || meta == nil {
-		return st, 0, corruptf("not a queue file: buckets %q, want %q and %q", names, bucketMeta, bucketRecords)
-	}
+	meta := tx.Bucket(bucketMeta)
 
 	readU64 := func(key []byte) (uint64, bool, error) {
 		v := meta.Get(key)
@@ -293,8 +302,35 @@ func scan(tx *bolt.Tx) (state, uint64, error) {
 
 	var prev []byte
 	var firstSeq uint64
-	c := recs.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
+	// Seeking relies on every segment's keys lying between its name and
+	// the next segment's name.
+	var prevLast []byte
+	for _, rb := range rbs {
+		first, _ := rb.b.Cursor().First()
+		if rb.first != 0 && prevLast != nil && binary.BigEndian.Uint64(prevLast) >= rb.first {
+			return st, 0, corruptf("record %d lies beyond the start of segment %d", binary.BigEndian.Uint64(prevLast), rb.first)
+		}
+		if last, _ := rb.b.Cursor().Last(); last != nil {
+			prevLast = append(prevLast[:0], last...)
+		}
+		if rb.first == 0 {
+			continue
+		}
+		if first != nil && binary.BigEndian.Uint64(first) < rb.first {
+			return st, 0, corruptf("segment %d holds the older record %d", rb.first, binary.BigEndian.Uint64(first))
+		}
+		// Appends go on in the newest segment.
+		st.segFirst, st.segBytes = rb.first, 0
+		err := rb.b.ForEach(func(k, v []byte) error {
+			st.segBytes += elemOverhead + len(v)
+			return nil
+		})
+		if err != nil {
+			return st, 0, corruption{err}
+		}
+	}
+	c := newRecordCursor(tx)
+	for k, v := c.first(); k != nil; k, v = c.next() {
 		seq, at, p, err := decodeValue(k, v)
 		if err != nil {
 			return st, 0, corruption{err}

@@ -11,10 +11,14 @@
 // (group commit). Reads (Pending, Export) use their own short read
 // transactions and never wait for the writer.
 //
-// File layout: bucket "records" maps the big-endian uint64 sequence number
-// to a value of one format byte (1), the append time as big-endian int64
-// Unix nanoseconds, and the payload. Bucket "meta" holds the next sequence
-// number, the last acknowledged sequence number and the time of that ack.
+// File layout: records are kept in segments, top-level buckets named "s"
+// plus the big-endian uint64 sequence number of their first record, each
+// one page of consecutive records (see segments.go for why). A record maps
+// its big-endian uint64 sequence number to a value of one format byte (1),
+// the append time as big-endian int64 Unix nanoseconds, and the payload.
+// Bucket "meta" holds the next sequence number, the delivered mark, the
+// last deleted sequence number and the time of that ack. Files from before
+// segments hold older records in one bucket "records", read first.
 package buffer
 
 import (
@@ -51,9 +55,6 @@ const (
 
 // maxGroup caps how many queued requests one commit takes.
 const maxGroup = 1000
-
-// appendFillPercent is the records bucket's page split threshold.
-const appendFillPercent = 0.95
 
 // Error kinds callers branch on.
 var (
@@ -185,15 +186,18 @@ type state struct {
 	fileAck   uint64 // records <= fileAck are deleted from the file (durable)
 	full      bool
 	fileBytes int64
+	segFirst  uint64 // newest segment, where appends go; 0: start a new one
+	segBytes  int    // bytes its records take in its page (elemOverhead each)
 }
 
 // Queue is a durable FIFO of records on one bbolt file. All methods are
 // safe for concurrent use.
 type Queue struct {
-	path string
-	opts Options
-	log  *slog.Logger
-	db   *bolt.DB
+	path     string
+	opts     Options
+	log      *slog.Logger
+	db       *bolt.DB
+	pageSize int // the file's bbolt page size: a segment fills one page
 
 	reqs   chan *request
 	notify chan struct{}
@@ -235,11 +239,10 @@ type result struct {
 }
 
 var (
-	bucketRecords = []byte("records")
-	bucketMeta    = []byte("meta")
-	keyNextSeq    = []byte("next_seq")
-	keyLastAck    = []byte("last_ack_seq")
-	keyLastAckAt  = []byte("last_ack_at")
+	bucketMeta   = []byte("meta")
+	keyNextSeq   = []byte("next_seq")
+	keyLastAck   = []byte("last_ack_seq")
+	keyLastAckAt = []byte("last_ack_at")
 	// keyDelivered is the delivered mark (AckDeferred) as of the last
 	// commit: records up to it may still be in the file (Options.Retain,
 	// deletion pending) but are not sent again after a restart. Written
@@ -434,8 +437,8 @@ func (q *Queue) Pending(after uint64, max int) ([]Record, error) {
 	var out []Record
 	err := protect(func() error {
 		return q.db.View(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bucketRecords).Cursor()
-			for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < max; k, v = c.Next() {
+			c := newRecordCursor(tx)
+			for k, v := c.seek(after + 1); k != nil && len(out) < max; k, v = c.next() {
 				seq, at, p, err := decodeValue(k, v)
 				if err != nil {
 					return err
@@ -604,14 +607,10 @@ func (q *Queue) commit(batch []*request, results []result, force bool) int {
 	q.commits.Add(1)
 	gapStored := false
 	err := q.update(func(tx *bolt.Tx) error {
-		recs := tx.Bucket(bucketRecords)
-		// Keys only ever grow, so pack leaf pages full instead of bbolt's
-		// default half-full split: about half the pages to write and sync.
-		recs.FillPercent = appendFillPercent
 		meta := tx.Bucket(bucketMeta)
 		durableAck := uint64(0)
 		var err error
-		gapStored, err = q.storeGap(recs, &ns, &next, now)
+		gapStored, err = q.storeGap(tx, &ns, &next, now)
 		if err != nil {
 			return err
 		}
@@ -628,7 +627,7 @@ func (q *Queue) commit(batch []*request, results []result, force bool) int {
 					pendingAck = max(pendingAck, r.ackSeq)
 					continue
 				}
-				if err := q.markDelivered(recs, &ns, r.ackSeq, now); err != nil {
+				if err := q.markDelivered(tx, &ns, r.ackSeq, now); err != nil {
 					return err
 				}
 				durableAck = max(durableAck, r.ackSeq)
@@ -650,7 +649,7 @@ func (q *Queue) commit(batch []*request, results []result, force bool) int {
 				ns.full = true
 				continue
 			}
-			if err := recs.Put(seqKey(next), encodeValue(now, payload)); err != nil {
+			if err := q.putRecord(tx, &ns, next, encodeValue(now, payload)); err != nil {
 				return fmt.Errorf("storing record %d: %w", next, err)
 			}
 			results[i].seq = next
@@ -667,7 +666,7 @@ func (q *Queue) commit(batch []*request, results []result, force bool) int {
 		// The delivered mark of AckDeferred: with this commit when it
 		// writes anyway, when enough wait, or when forced (AckDelay, Close).
 		if pendingAck > ns.lastAck && (appended > 0 || durableAck > 0 || force || pendingAck-ns.lastAck >= uint64(q.opts.AckBatch)) {
-			if err := q.markDelivered(recs, &ns, pendingAck, now); err != nil {
+			if err := q.markDelivered(tx, &ns, pendingAck, now); err != nil {
 				return err
 			}
 			marked = true
@@ -676,7 +675,7 @@ func (q *Queue) commit(batch []*request, results []result, force bool) int {
 		// when this commit writes anyway, when enough wait, or when forced.
 		target := max(durableAck, q.deleteTarget(&ns))
 		if target > ns.fileAck && (durableAck > 0 || appended > 0 || force || target-ns.fileAck >= uint64(q.opts.AckBatch)) {
-			if err := q.deleteUpTo(recs, &ns, target); err != nil {
+			if err := q.deleteUpTo(tx, &ns, target); err != nil {
 				return err
 			}
 			deleted = true
@@ -765,7 +764,7 @@ func (q *Queue) commit(batch []*request, results []result, force bool) int {
 // storeGap puts the gap record for the pending run of skipped sequence
 // numbers (if any) under seq *next inside the commit transaction. A build
 // error leaves the gap pending; only a failed Put fails the transaction.
-func (q *Queue) storeGap(recs *bolt.Bucket, ns *state, next *uint64, now time.Time) (bool, error) {
+func (q *Queue) storeGap(tx *bolt.Tx, ns *state, next *uint64, now time.Time) (bool, error) {
 	if q.gap.from == 0 || q.opts.GapRecord == nil {
 		return false, nil
 	}
@@ -775,7 +774,7 @@ func (q *Queue) storeGap(recs *bolt.Bucket, ns *state, next *uint64, now time.Ti
 		q.log.Error("building the sequence gap record; retried at the next commit", "from", g.from, "to", g.to, "err", err)
 		return false, nil
 	}
-	if err := recs.Put(seqKey(*next), encodeValue(now, payload)); err != nil {
+	if err := q.putRecord(tx, ns, *next, encodeValue(now, payload)); err != nil {
 		return false, fmt.Errorf("storing gap record %d: %w", *next, err)
 	}
 	if ns.depth == 0 {
@@ -813,14 +812,14 @@ func callBuild(build func(uint64) ([]byte, error), seq uint64) (p []byte, err er
 // markDelivered counts records <= seq as delivered in ns (depth, bytes,
 // oldest, budget) without deleting them. A seq at or below the delivered
 // mark changes nothing.
-func (q *Queue) markDelivered(recs *bolt.Bucket, ns *state, seq uint64, now time.Time) error {
+func (q *Queue) markDelivered(tx *bolt.Tx, ns *state, seq uint64, now time.Time) error {
 	if seq <= ns.lastAck {
 		return nil
 	}
 	n, freed := 0, int64(0)
-	c := recs.Cursor()
-	k, v := c.Seek(seqKey(ns.lastAck + 1))
-	for ; k != nil && binary.BigEndian.Uint64(k) <= seq; k, v = c.Next() {
+	c := newRecordCursor(tx)
+	k, v := c.seek(ns.lastAck + 1)
+	for ; k != nil && binary.BigEndian.Uint64(k) <= seq; k, v = c.next() {
 		n++
 		freed += int64(len(v) - headerLen)
 	}
@@ -839,22 +838,5 @@ func (q *Queue) markDelivered(recs *bolt.Bucket, ns *state, seq uint64, now time
 		}
 		ns.oldestSeq, ns.oldestAt = s, at
 	}
-	return nil
-}
-
-// deleteUpTo deletes records <= target (all already marked delivered) from
-// the file and advances ns.fileAck.
-func (q *Queue) deleteUpTo(recs *bolt.Bucket, ns *state, target uint64) error {
-	var keys [][]byte
-	c := recs.Cursor()
-	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= target; k, _ = c.Next() {
-		keys = append(keys, append([]byte(nil), k...))
-	}
-	for _, k := range keys {
-		if err := recs.Delete(k); err != nil {
-			return fmt.Errorf("deleting record %d: %w", binary.BigEndian.Uint64(k), err)
-		}
-	}
-	ns.fileAck = target
 	return nil
 }
