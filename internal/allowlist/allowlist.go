@@ -28,6 +28,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,11 +71,17 @@ var ErrNoList = errors.New("allowlist: no list imported yet")
 // concurrent use; look-ups run in read transactions and never block
 // behind an import or update (one import or update runs at a time).
 type Store struct {
-	db       *bolt.DB
-	path     string
-	importMu sync.Mutex // one import at a time
-	updMu    sync.Mutex // one MQTT update at a time
-	opts     options
+	// db is the open file; a compaction swaps it (view retries a read
+	// that found the old one closed).
+	db      atomic.Pointer[bolt.DB]
+	writeMu sync.Mutex   // held by each write transaction, and by a compaction
+	waiters atomic.Int32 // foreground writers waiting: a running compaction gives way
+
+	onCompactCheck func() // tests: called at each of the copy's checks
+	path           string
+	importMu       sync.Mutex // one import at a time
+	updMu          sync.Mutex // one MQTT update at a time
+	opts           options
 
 	ships atomic.Pointer[shipCache]
 	ov    overlay
@@ -91,6 +98,7 @@ type options struct {
 	maxFile        int64  // imports refuse to grow the file past this (0: no limit)
 	requireSig     bool   // refuse updates while publicKey is nil
 	limits         Limits
+	compactFree    int64 // CompactIfWorth's threshold of free bytes (negative: never)
 }
 
 // WithTraceRetention keeps trace records for d (default 90 days).
@@ -121,7 +129,7 @@ func (s *Store) openTimeout() time.Duration { return openTimeout }
 // Open opens or creates the allowlist file at path. The file is locked
 // while open: one process at a time.
 func Open(path string, opt ...Option) (*Store, error) {
-	o := options{traceRetention: 90 * 24 * time.Hour, flushEvery: DefaultFlushEvery, flushRecords: DefaultFlushRecords, maxFile: defaultMaxFile()}
+	o := options{traceRetention: 90 * 24 * time.Hour, flushEvery: DefaultFlushEvery, flushRecords: DefaultFlushRecords, maxFile: defaultMaxFile(), compactFree: DefaultCompactFree}
 	for _, f := range opt {
 		f(&o)
 	}
@@ -142,7 +150,9 @@ func Open(path string, opt ...Option) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialising allowlist %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path, opts: o}
+	s := &Store{path: path, opts: o}
+	s.db.Store(db)
+	os.Remove(path + ".compact") // a compaction's copy cut short by a crash; the lock is ours
 	s.ov.init()
 	s.dropStale()
 	return s, nil
@@ -151,7 +161,9 @@ func Open(path string, opt ...Option) (*Store, error) {
 // Close persists the custody overlay (one fsync) and closes the file.
 func (s *Store) Close() error {
 	ferr := s.Flush()
-	if err := s.db.Close(); err != nil {
+	s.writeMu.Lock() // after a compaction in progress
+	defer s.writeMu.Unlock()
+	if err := s.db.Load().Close(); err != nil {
 		return fmt.Errorf("closing allowlist %s: %w", s.path, err)
 	}
 	return ferr
@@ -192,7 +204,7 @@ type Staged struct {
 // active. Version is empty when no list was ever imported.
 func (s *Store) Info() (Info, error) {
 	var in Info
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
 		in.Version = string(m.Get(keyVersion))
 		in.Seq = getU64(m.Get(keySeq))
@@ -215,7 +227,7 @@ func (s *Store) Info() (Info, error) {
 // Version returns the active version name ("" when none), cheaply.
 func (s *Store) Version() string {
 	var v string
-	s.db.View(func(tx *bolt.Tx) error { v = string(tx.Bucket(bucketMeta).Get(keyVersion)); return nil })
+	s.view(func(tx *bolt.Tx) error { v = string(tx.Bucket(bucketMeta).Get(keyVersion)); return nil })
 	return v
 }
 
@@ -248,7 +260,7 @@ func activeBucket(tx *bolt.Tx) *bolt.Bucket {
 // station's custody state; fn must not keep the List after it returns.
 // Without a list every look-up finds nothing.
 func (s *Store) View(fn func(custody.List) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		return fn(s.snapshot(tx))
 	})
 }

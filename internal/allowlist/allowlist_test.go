@@ -155,7 +155,7 @@ func TestSwapIsAtomic(t *testing.T) {
 	if _, ok, _ := s.Lot("09506000134352", "OLD"); ok {
 		t.Fatal("old version still visible")
 	}
-	s.db.View(func(tx *bolt.Tx) error {
+	s.view(func(tx *bolt.Tx) error {
 		n := 0
 		tx.Bucket(bucketLists).ForEach(func(_, _ []byte) error { n++; return nil })
 		if n != 1 {

@@ -243,7 +243,7 @@ func eventQty(ev dock.CustodyEvent) int {
 // report to the lead).
 func (s *Store) Checkpoint() uint64 {
 	var c uint64
-	s.db.View(func(tx *bolt.Tx) error { c = getU64(tx.Bucket(bucketMeta).Get(keyCheckpoint)); return nil })
+	s.view(func(tx *bolt.Tx) error { c = getU64(tx.Bucket(bucketMeta).Get(keyCheckpoint)); return nil })
 	return c
 }
 
@@ -295,7 +295,7 @@ func (s *Store) Flush() error {
 	s.ov.pending = 0
 	s.ov.mu.Unlock()
 
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.updateBackground(func(tx *bolt.Tx) error {
 		cust := tx.Bucket(bucketCustody)
 		for k, r := range recs {
 			if err := cust.Put([]byte(k), encodeLocal(r)); err != nil {
@@ -414,7 +414,7 @@ func (s *Store) Trace(q TraceQuery) ([]TraceRecord, error) {
 		return nil, fmt.Errorf("trace: give a lot, serial or SSCC")
 	}
 	var out []TraceRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		tb := tx.Bucket(bucketTrace)
 		prefix := append(append([]byte{kind}, val...), 0)
 		c := tx.Bucket(bucketTraceIdx).Cursor()
@@ -444,7 +444,7 @@ func (s *Store) pruneTrace(now time.Time) error {
 	// A write transaction commits (meta page, fsync) even when it changes
 	// nothing: look first, so an idle station writes nothing.
 	expired := false
-	s.db.View(func(tx *bolt.Tx) error {
+	s.view(func(tx *bolt.Tx) error {
 		if _, v := tx.Bucket(bucketTrace).Cursor().First(); v != nil {
 			var r TraceRecord
 			expired = json.Unmarshal(v, &r) != nil || r.Time.Before(cutoff)
@@ -456,7 +456,7 @@ func (s *Store) pruneTrace(now time.Time) error {
 	}
 	for {
 		n := 0
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.updateBackground(func(tx *bolt.Tx) error {
 			tb, ib := tx.Bucket(bucketTrace), tx.Bucket(bucketTraceIdx)
 			c := tb.Cursor()
 			for k, v := c.First(); k != nil && n < 10000; k, v = c.First() {

@@ -49,60 +49,6 @@ func (s *Store) checkFileLimit(tx *bolt.Tx, rows int) error {
 		ErrFileLimit, rows, s.path, tx.Size()>>20, strconv.IntSize, s.opts.maxFile>>20)
 }
 
-// Compact rewrites allowlist.db to its live size: an import writes the new
-// version beside the old one and frees the old one's pages, which bbolt
-// reuses but never returns to the filesystem, so after replacing a large
-// list the file is about twice its live size. Compact copies the live data
-// into a new file, fsyncs it, renames it over the old one and reopens it.
-// It must not run concurrently with any other use of the Store (the
-// offline `dockd allowlist import` calls it); on error the old file is kept
-// and the Store stays usable. It returns the file size before and after.
-func (s *Store) Compact() (before, after int64, err error) {
-	if err := s.Flush(); err != nil {
-		return 0, 0, err
-	}
-	if fi, err := os.Stat(s.path); err == nil {
-		before = fi.Size()
-	}
-	tmp := s.path + ".compact"
-	os.Remove(tmp)
-	dst, err := bolt.Open(tmp, 0o640, &bolt.Options{FreelistType: bolt.FreelistMapType})
-	if err != nil {
-		return before, before, fmt.Errorf("compacting %s: creating %s: %w", s.path, tmp, err)
-	}
-	if err := bolt.Compact(dst, s.db, 64<<20); err != nil {
-		dst.Close()
-		os.Remove(tmp)
-		return before, before, fmt.Errorf("compacting %s: %w", s.path, err)
-	}
-	if err := dst.Close(); err != nil { // bbolt fsyncs every commit
-		os.Remove(tmp)
-		return before, before, fmt.Errorf("compacting %s: closing %s: %w", s.path, tmp, err)
-	}
-	if err := s.db.Close(); err != nil {
-		os.Remove(tmp)
-		return before, before, fmt.Errorf("compacting %s: closing it: %w", s.path, err)
-	}
-	renameErr := os.Rename(tmp, s.path)
-	if renameErr == nil {
-		syncDir(s.path)
-	} else {
-		os.Remove(tmp)
-	}
-	db, err := bolt.Open(s.path, 0o640, &bolt.Options{Timeout: s.openTimeout(), FreelistType: bolt.FreelistMapType})
-	if err != nil {
-		return before, before, fmt.Errorf("compacting %s: reopening: %w", s.path, err)
-	}
-	s.db = db
-	if renameErr != nil {
-		return before, before, fmt.Errorf("compacting %s: %w", s.path, renameErr)
-	}
-	if fi, err := os.Stat(s.path); err == nil {
-		after = fi.Size()
-	}
-	return before, after, nil
-}
-
 // syncDir fsyncs the directory holding path, so a rename in it is durable.
 func syncDir(path string) {
 	d, err := os.Open(filepath.Dir(path))

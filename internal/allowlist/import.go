@@ -445,7 +445,7 @@ func (s *Store) importRows(ctx context.Context, next RowSource, o ImportOptions)
 	// the bucket, meta "version" the version.
 	staging := []byte(fmt.Sprintf("v:%s:%d", version, time.Now().UnixNano()))
 	cleanup := func() {
-		s.db.Update(func(tx *bolt.Tx) error {
+		s.update(func(tx *bolt.Tx) error {
 			if tx.Bucket(bucketLists).Bucket(staging) != nil {
 				return tx.Bucket(bucketLists).DeleteBucket(staging)
 			}
@@ -492,7 +492,7 @@ func (s *Store) importRows(ctx context.Context, next RowSource, o ImportOptions)
 			batch = append(batch, es...)
 		}
 		if len(batch) > 0 {
-			err := s.db.Update(func(tx *bolt.Tx) error {
+			err := s.update(func(tx *bolt.Tx) error {
 				if err := s.checkFileLimit(tx, rows); err != nil {
 					return err
 				}
@@ -581,7 +581,7 @@ func writeEntries(b *bolt.Bucket, batch []entry, lines shipLines) error {
 // one and records the counts, in one transaction.
 func (s *Store) activate(staging []byte, version string, seq uint64) (Info, error) {
 	var info Info
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		lists, meta := tx.Bucket(bucketLists), tx.Bucket(bucketMeta)
 		st, err := lists.CreateBucketIfNotExists(staging)
 		if err != nil {
@@ -647,7 +647,7 @@ func countsOf(b *bolt.Bucket) Counts {
 // dropStale deletes list buckets that are not active: what a crashed or
 // killed import left behind.
 func (s *Store) dropStale() {
-	s.db.Update(func(tx *bolt.Tx) error {
+	s.update(func(tx *bolt.Tx) error {
 		act := tx.Bucket(bucketMeta).Get(keyActive)
 		lists := tx.Bucket(bucketLists)
 		var stale [][]byte
@@ -669,7 +669,7 @@ func (s *Store) dropStale() {
 func (s *Store) Export(w io.Writer) (int, error) {
 	cw := csv.NewWriter(w)
 	n := 0
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := activeBucket(tx)
 		if b == nil {
 			return ErrNoList

@@ -248,7 +248,7 @@ func (s *Store) stageBounded(seq uint64, key, val []byte) error {
 			len(val), seq, human(need), human(free), filepath.Dir(s.path), human(reserve))
 	}
 	var over int64
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		st := tx.Bucket(bucketStaging)
 		var old [][]byte
 		st.ForEach(func(k, _ []byte) error {
@@ -292,7 +292,7 @@ func (s *Store) stageBounded(seq uint64, key, val []byte) error {
 
 func (s *Store) fileSize() int64 {
 	var n int64
-	s.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	s.view(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
 	return n
 }
 
@@ -304,7 +304,7 @@ func (s *Store) ExpireStaged() ([]Ack, error) {
 	defer s.updMu.Unlock()
 	now := s.opts.limits.Now()
 	var acks []Ack
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		st := tx.Bucket(bucketStaging)
 		var gone [][]byte
 		st.ForEach(func(k, v []byte) error {

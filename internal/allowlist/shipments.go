@@ -60,7 +60,7 @@ func (s *Store) putLocalShip(r localShip) error {
 	if err != nil {
 		return err
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketLocalShips)
 		if err != nil {
 			return err

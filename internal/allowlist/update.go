@@ -201,7 +201,7 @@ func (s *Store) applyUpdate(topic string, payload []byte, ack *Ack) error {
 // a staged newer snapshot; it fills ack when so and returns false.
 func (s *Store) order(seq uint64, ack *Ack) (bool, error) {
 	var active, stagedMax uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		active = getU64(tx.Bucket(bucketMeta).Get(keySeq))
 		if k, _ := tx.Bucket(bucketStaging).Cursor().Last(); k != nil {
 			stagedMax = getU64(k)
@@ -225,7 +225,7 @@ func (s *Store) order(seq uint64, ack *Ack) (bool, error) {
 }
 
 func (s *Store) dropStaged(seq uint64) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketStaging).Bucket(putU64(seq)) == nil {
 			return nil
 		}
@@ -273,7 +273,7 @@ func (s *Store) manifest(seq uint64, payload []byte, ack *Ack) error {
 // stagedBytes is how much of snapshot seq is staged.
 func (s *Store) stagedBytes(seq uint64) int64 {
 	var n int64
-	s.db.View(func(tx *bolt.Tx) error {
+	s.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketStaging).Bucket(putU64(seq)); b != nil {
 			n = int64(getU64(b.Get(keyStagedBytes)))
 		}
@@ -287,7 +287,7 @@ func (s *Store) chunk(seq uint64, n int, payload []byte, ack *Ack) error {
 		return err
 	}
 	var total int
-	s.db.View(func(tx *bolt.Tx) error {
+	s.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketStaging).Bucket(putU64(seq)); b != nil {
 			var m Manifest
 			if v := b.Get(keyManifest); v != nil && json.Unmarshal(v, &m) == nil {
@@ -333,7 +333,7 @@ func (s *Store) tryComplete(seq uint64, ack *Ack) error {
 	var m Manifest
 	var have bool
 	var st *Staged
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketStaging).Bucket(putU64(seq))
 		if b == nil {
 			return nil
@@ -408,7 +408,7 @@ func (c *chunks) Read(p []byte) (int, error) {
 		if c.i == c.n {
 			return 0, io.EOF
 		}
-		err := c.s.db.View(func(tx *bolt.Tx) error {
+		err := c.s.view(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketStaging).Bucket(putU64(c.seq))
 			if b == nil {
 				return fmt.Errorf("snapshot %d is no longer staged", c.seq)
@@ -480,7 +480,7 @@ func (s *Store) delta(seq uint64, payload []byte, ack *Ack) error {
 	if ierr.Bad > 0 {
 		return &UpdateError{Reason: ReasonBadRows, Err: ierr}
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		cur := getU64(meta.Get(keySeq))
 		if cur != h.BaseSeq {
@@ -616,6 +616,8 @@ type Updater struct {
 	in      chan update
 	refused chan Ack
 	done    chan struct{}
+
+	compactAfter time.Time // no compaction attempt before this (after a failure)
 }
 
 type update struct {
@@ -682,6 +684,7 @@ func (u *Updater) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 			u.expire(ctx)
+			u.compact(ctx)
 		case a := <-u.refused:
 			if info, err := u.s.Info(); err == nil {
 				a.ActiveVer, a.ActiveSeq = info.Version, info.Seq
@@ -698,7 +701,32 @@ func (u *Updater) Run(ctx context.Context) error {
 			u.log.Log(ctx, lvl, "allowlist update", "topic", m.topic, "status", ack.Status, "reason", ack.Reason,
 				"version", ack.Version, "seq", ack.Seq, "active_version", ack.ActiveVer, "detail", ack.Detail)
 			u.report(ack)
+			if ack.Status == StatusApplied {
+				u.compactAfter = time.Time{}
+				u.compact(ctx)
+			}
 		}
+	}
+}
+
+// compact rewrites allowlist.db when a replacement left much of it free
+// (Store.CompactIfWorth), after the update's ack went out. A compaction
+// that gave way to a write is tried again at the next tick; one that failed
+// waits an hour (or the next applied update).
+func (u *Updater) compact(ctx context.Context) {
+	if time.Now().Before(u.compactAfter) {
+		return
+	}
+	start := time.Now()
+	done, before, after, err := u.s.CompactIfWorth(ctx)
+	switch {
+	case errors.Is(err, ErrCompactYielded):
+		u.log.Info("allowlist compaction gave way to a write; trying again later", "file_bytes", before, "took", time.Since(start))
+	case err != nil:
+		u.compactAfter = time.Now().Add(time.Hour)
+		u.log.Warn("allowlist compaction failed; the file stays larger than it needs to be", "err", err)
+	case done:
+		u.log.Info("allowlist.db compacted", "before_bytes", before, "after_bytes", after, "took", time.Since(start))
 	}
 }
 
