@@ -63,6 +63,7 @@ fuzz:
 	done
 
 bench:
+	@scripts/ensure-strace.sh || echo "bench: no strace, so the pwrite rows read n/a"
 	@scripts/bench.sh
 
 # A fleet of stations (default 200) on one broker: events/s, latency, loss;
