@@ -9,7 +9,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
-	"golang.org/x/sys/unix"
 )
 
 // Replacing a list writes the new version beside the old one and then frees
@@ -124,12 +123,16 @@ func (s *Store) compact(ctx context.Context, yield bool) (before, after int64, e
 	u := s.Use()
 	before = u.FileBytes
 	live := u.FileBytes - u.FreeBytes
-	var fs unix.Statfs_t
-	if err := unix.Statfs(filepath.Dir(s.path), &fs); err == nil {
-		if avail := int64(fs.Bavail) * int64(fs.Bsize); avail < live+live/8+4<<20 {
-			return before, before, fmt.Errorf("compacting %s: %d MiB free on its file system, the copy needs about %d MiB",
-				s.path, avail>>20, (live+live/8)>>20)
-		}
+	// The copy must leave the room kept for events, as staging does (bbolt
+	// grows the copy ahead of its data by up to 16 MiB).
+	l := s.opts.limits
+	free, err := l.Free()
+	if err != nil {
+		return before, before, fmt.Errorf("compacting %s: checking free space: %w", s.path, err)
+	}
+	if need, reserve := live+live/8+16<<20, l.Reserve(); free-need < reserve {
+		return before, before, fmt.Errorf("compacting %s: the copy needs up to %s, %s is free under %s and %s is kept for events",
+			s.path, human(need), human(free), filepath.Dir(s.path), human(reserve))
 	}
 	tmp := s.path + ".compact"
 	os.Remove(tmp)

@@ -289,3 +289,30 @@ func TestUpdaterCompactsAfterReplacement(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A compaction that would eat into the room kept for events (or has no
+// room at all) is refused with the figures, and nothing changes.
+func TestCompactRefusesWithoutRoom(t *testing.T) {
+	free := int64(1 << 40)
+	s, path := replacedStore(t, batchRows, WithCompactFree(1), WithLimits(Limits{
+		Free:    func() (int64, error) { return free, nil },
+		Reserve: func() int64 { return 32 << 20 },
+	}))
+	before := s.Use()
+	free = 40 << 20 // less than the live data + growth + the reserve
+	done, _, _, err := s.CompactIfWorth(context.Background())
+	if done || err == nil || !strings.Contains(err.Error(), "kept for events") {
+		t.Fatalf("CompactIfWorth short of room: done %v, err %v", done, err)
+	}
+	t.Log(err)
+	if fi, _ := os.Stat(path); fi.Size() != before.FileBytes {
+		t.Fatalf("file changed from %d to %d bytes", before.FileBytes, fi.Size())
+	}
+	if _, err := os.Stat(path + ".compact"); !os.IsNotExist(err) {
+		t.Fatalf("temporary file: %v", err)
+	}
+	free = 1 << 40
+	if done, _, _, err := s.CompactIfWorth(context.Background()); !done || err != nil {
+		t.Fatalf("with room again: done %v, err %v", done, err)
+	}
+}
