@@ -1,12 +1,20 @@
 package buffer
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 )
+
+// durableMark is the delivered mark as the file has it.
+func durableMark(q *Queue) uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.st.lastAck
+}
 
 // firstInFile is the oldest record still in the file (delivered or not).
 func firstInFile(t *testing.T, q *Queue) uint64 {
@@ -36,12 +44,19 @@ func TestAckDeferred(t *testing.T) {
 	if err := q.AckDeferred(3); err != nil {
 		t.Fatal(err)
 	}
-	if st := q.Stats(); st.LastAckSeq != 0 || st.Depth != 5 {
-		t.Fatalf("AckDeferred(3) counted before its mark was written: %+v", st)
+	// Counted delivered at once, though the mark is not written yet.
+	if st := q.Stats(); st.LastAckSeq != 3 || st.Depth != 2 || st.OldestSeq != 4 || st.Bytes != int64(totalLen(4, 5)) {
+		t.Fatalf("stats after AckDeferred(3): %+v", st)
+	}
+	if d := durableMark(q); d != 0 {
+		t.Fatalf("AckDeferred(3) wrote its mark (%d) without an append or AckDelay", d)
 	}
 	appendT(t, q, payloadFor) // seq 6: its commit carries the mark
 	if st := q.Stats(); st.Depth != 3 || st.LastAckSeq != 3 || st.OldestSeq != 4 || st.Bytes != int64(totalLen(4, 6)) {
 		t.Fatalf("stats after the append that carried the mark: %+v", st)
+	}
+	if d := durableMark(q); d != 3 {
+		t.Fatalf("after the append the durable mark is %d, want 3", d)
 	}
 	// Retain 0: nothing leaves the file, not with appends, not by the timer.
 	time.Sleep(2 * o.AckDelay)
@@ -86,8 +101,8 @@ func TestAckDeferredBatchAndDurableAck(t *testing.T) {
 	if err := q.AckDeferred(2); err != nil {
 		t.Fatal(err)
 	}
-	if f, st := firstInFile(t, q), q.Stats(); f != 1 || st.LastAckSeq != 0 {
-		t.Fatalf("2 records (< AckBatch) written at once: file starts at %d, %+v", f, st)
+	if f, st := firstInFile(t, q), q.Stats(); f != 1 || durableMark(q) != 0 || st.LastAckSeq != 2 || st.Depth != 8 {
+		t.Fatalf("2 records (< AckBatch) written at once: file starts at %d, durable mark %d, %+v", f, durableMark(q), st)
 	}
 	if err := q.AckDeferred(4); err != nil {
 		t.Fatal(err)
@@ -136,5 +151,46 @@ func TestDeliveredMarkSurvivesReopen(t *testing.T) {
 	}
 	if f := firstInFile(t, q2); f != 0 {
 		t.Fatalf("durable Ack(6) left records from %d", f)
+	}
+}
+
+// Acknowledged records count as delivered at once, one AckDeferred after
+// another, with no commit between: Stats follows every mark, a full budget
+// frees for the next append (whose commit writes the mark first), and Close
+// makes the last mark durable.
+func TestAckDeferredCountsAtOnceAndFreesBudget(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	size := int64(len(payloadFor(1)))
+	q := openT(t, path, Options{AckDelay: time.Hour, MaxBytes: 8 * size})
+	for i := 0; i < 8; i++ {
+		appendT(t, q, payloadFor)
+	}
+	if _, err := q.Append(context.Background(), func(s uint64) ([]byte, error) { return payloadFor(s), nil }); !errors.Is(err, ErrFull) {
+		t.Fatalf("append to a full queue: %v", err)
+	}
+	for _, seq := range []uint64{2, 4, 7} {
+		if err := q.AckDeferred(seq); err != nil {
+			t.Fatal(err)
+		}
+		if st := q.Stats(); st.LastAckSeq != seq || st.Depth != int(8-seq) || st.OldestSeq != seq+1 || st.Bytes != int64(totalLen(seq+1, 8)) {
+			t.Fatalf("after AckDeferred(%d): %+v", seq, st)
+		}
+	}
+	if d := durableMark(q); d != 0 {
+		t.Fatalf("marks written without an append: %d", d)
+	}
+	seq := appendT(t, q, payloadFor) // fits: the mark went first
+	if seq != 9 || durableMark(q) != 7 {
+		t.Fatalf("append after the acks: seq %d, durable mark %d", seq, durableMark(q))
+	}
+	if err := q.AckDeferred(9); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q2 := openT(t, path, Options{})
+	if st := q2.Stats(); st.LastAckSeq != 9 || st.Depth != 0 {
+		t.Fatalf("after Close and reopen: %+v", st)
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,9 +48,10 @@ const (
 	// DefaultAckDelay and DefaultAckBatch bound how long (after the last
 	// append) and how many delivered records wait for the commit that
 	// writes their mark (AckDeferred). Scans closer together than
-	// DefaultAckDelay (0.5 scans/s and up) carry the marks in their own
-	// commits for free.
-	DefaultAckDelay = 3 * time.Second
+	// DefaultAckDelay (one every 30 s and more often) carry the marks in
+	// their own commits for free; a commit of its own (two pages) follows
+	// only the last scan of a run.
+	DefaultAckDelay = 30 * time.Second
 	DefaultAckBatch = 4096
 )
 
@@ -96,7 +98,7 @@ type Options struct {
 	Retain func() uint64
 	// AckDelay is how long after the last append the delivered mark of
 	// AckDeferred (and the deletion of delivered records) may wait for a
-	// commit (default 3s). They ride free on append commits; only when no
+	// commit (default 30s). They ride free on append commits; only when no
 	// append comes within AckDelay (or AckBatch records are waiting) does
 	// the writer commit them on their own.
 	AckDelay time.Duration
@@ -214,6 +216,9 @@ type Queue struct {
 	nextSeq uint64 // next sequence number to hand out; writer goroutine only
 
 	pendingAck uint64 // AckDeferred's mark not yet written; set by the writer, under mu
+	// delivered is st as it will be once pendingAck is durable (what Stats
+	// reports while delivered.lastAck > st.lastAck). Writer sets, under mu.
+	delivered state
 
 	// gap is the run of sequence numbers skipped by failed commits and not
 	// yet declared by a gap record (gap.from == 0: none). Writer goroutine
@@ -393,11 +398,13 @@ func (q *Queue) Ack(seq uint64) error {
 // commit of its own: the delivered mark is written with the next append's
 // commit (it costs no extra page there), or on its own commit once no
 // append came for Options.AckDelay or Options.AckBatch records wait, and at
-// Close. Stats counts the records delivered (and the byte budget frees)
-// once the mark is durable; from then on they are not sent again, also
-// after a crash. The records themselves leave the file with a later commit,
-// not above Options.Retain(). A crash before the mark is durable means
-// resending them: a duplicate, never a loss. Errors as for Ack.
+// Close. Stats counts the records delivered as soon as the writer has
+// taken the mark (before AckDeferred returns), and the next append's
+// budget check counts them too; once the mark is durable they are not sent
+// again, also after a crash. The records themselves leave the file with a
+// later commit, not above Options.Retain(). A crash before the mark is
+// durable means resending them: a duplicate, never a loss. Errors as for
+// Ack.
 func (q *Queue) AckDeferred(seq uint64) error {
 	return q.ack(seq, true)
 }
@@ -467,6 +474,10 @@ func (q *Queue) Notify() <-chan struct{} { return q.notify }
 func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	st := q.st
+	if d := q.delivered; d.lastAck > st.lastAck {
+		// Acknowledged, the mark not yet written: count it delivered.
+		st.depth, st.bytes, st.oldestSeq, st.oldestAt, st.lastAck, st.lastAckAt = d.depth, d.bytes, d.oldestSeq, d.oldestAt, d.lastAck, d.lastAckAt
+	}
 	q.mu.Unlock()
 	s := Stats{
 		Depth:      st.depth,
@@ -601,6 +612,7 @@ func (q *Queue) commit(batch []*request, results []result, force bool) int {
 	appended, deleted, marked := 0, false, false
 	q.mu.Lock()
 	pendingAck := q.pendingAck
+	delivered := q.delivered
 	q.mu.Unlock()
 	now := time.Now()
 
@@ -616,6 +628,14 @@ func (q *Queue) commit(batch []*request, results []result, force bool) int {
 		}
 		if gapStored {
 			appended++
+		}
+		// A mark waiting to be written goes first when this commit appends,
+		// so the records it delivers free their budget for the appends.
+		if pendingAck > ns.lastAck && slices.ContainsFunc(batch, func(r *request) bool { return r.build != nil }) {
+			if err := q.markDelivered(tx, &ns, pendingAck, now); err != nil {
+				return err
+			}
+			marked = true
 		}
 		for i, r := range batch {
 			if r.build == nil {
@@ -680,6 +700,16 @@ func (q *Queue) commit(batch []*request, results []result, force bool) int {
 			}
 			deleted = true
 		}
+		// A mark still not written: what Stats counts meanwhile, carried on
+		// from the last such figure while nothing was appended since.
+		if pendingAck > ns.lastAck {
+			if appended > 0 || delivered.lastAck <= ns.lastAck || delivered.lastAck > pendingAck {
+				delivered = ns
+			}
+			if err := q.markDelivered(tx, &delivered, pendingAck, now); err != nil {
+				return err
+			}
+		}
 		if appended == 0 && !deleted && !marked {
 			return errNoChange
 		}
@@ -710,6 +740,7 @@ func (q *Queue) commit(batch []*request, results []result, force bool) int {
 		q.nextSeq = next
 		q.mu.Lock()
 		q.pendingAck = pendingAck
+		q.delivered = delivered
 		q.mu.Unlock()
 		if err == nil && gapStored {
 			// storeGap put the record for the pending run in this commit.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -267,12 +268,15 @@ func boltFloor(b *testing.B, n int) (written, pwritten float64) {
 
 // BenchmarkWriteBytes measures what the whole daemon (a child process, no
 // race detector) writes to storage per scan, from /proc/PID/io write_bytes,
-// at 0.5, 2 and 10 lone scans/s with the broker up, at 2/s without a
+// at 0.1, 0.5, 2 and 10 lone scans/s with the broker up, at 2/s without a
 // broker, and in bursts of 100 scans; everything included (append, acks,
 // custody checkpoint, trace), logs excluded (they go to a pipe here, to
 // journald on a box). The raw bbolt floor — one fsync'd one-record commit —
 // is measured in the same run for the ratio. DOCKD_WEAR_SCANS scales the
-// lone-scan runs (default 24; the 0.5/s row takes 2 s a scan).
+// lone-scan runs (default 24; the 0.1/s and 0.5/s rows take half as many,
+// at 10 s and 2 s a scan); DOCKD_WEAR_ROWS (e.g. "0.1/s,2/s") picks rows.
+// With strace installed, each row also reports the bytes bbolt handed the
+// kernel (pwrite64) per scan, by file, against bbolt's own floor.
 func BenchmarkWriteBytes(b *testing.B) {
 	n := 24
 	if s := os.Getenv("DOCKD_WEAR_SCANS"); s != "" {
@@ -290,12 +294,16 @@ func BenchmarkWriteBytes(b *testing.B) {
 			burst  int
 			broker bool
 		}{
+			{"0.1/s", 0.1, n / 2, 1, true},
 			{"0.5/s", 0.5, n / 2, 1, true},
 			{"2/s", 2, n, 1, true},
 			{"2/s-nobroker", 2, n, 1, false},
 			{"10/s", 10, 5 * n, 1, true},
 			{"burst100", 200, 1000, 100, true},
 		} {
+			if only := os.Getenv("DOCKD_WEAR_ROWS"); only != "" && !slices.Contains(strings.Split(only, ","), r.name) {
+				continue
+			}
 			per, pw := wearRun(b, bin, r.rate, r.n, r.burst, r.broker)
 			b.ReportMetric(per, r.name+"-B/scan")
 			b.ReportMetric(per/floor, r.name+"-x-floor")

@@ -94,9 +94,11 @@ type options struct {
 	traceRetention time.Duration
 	flushEvery     time.Duration
 	flushRecords   int
-	publicKey      []byte // ed25519.PublicKey; nil: updates are not signed
-	maxFile        int64  // imports refuse to grow the file past this (0: no limit)
-	requireSig     bool   // refuse updates while publicKey is nil
+	flushMin       int           // events that make a tick flush
+	flushMax       time.Duration // a tick flushes whatever waits once this passed since the last flush
+	publicKey      []byte        // ed25519.PublicKey; nil: updates are not signed
+	maxFile        int64         // imports refuse to grow the file past this (0: no limit)
+	requireSig     bool          // refuse updates while publicKey is nil
 	limits         Limits
 	compactFree    int64 // CompactIfWorth's threshold of free bytes (negative: never)
 }
@@ -109,16 +111,23 @@ func WithTraceRetention(d time.Duration) Option { return func(o *options) { o.tr
 // the station's largest write, so it is batched. Nothing is lost by
 // waiting: the events above the checkpoint stay in the event buffer, which
 // is the write-ahead log replayed after a crash.
+//
+// A flush of a handful of events costs about as much as one of hundreds
+// (the same few leaf, branch, root and meta pages), so at a quiet door Run
+// waits for DefaultFlushMin events, but never longer than DefaultFlushMax.
 const (
 	DefaultFlushEvery   = time.Minute
 	DefaultFlushRecords = 4096
+	DefaultFlushMin     = 64
+	DefaultFlushMax     = 10 * time.Minute
 )
 
-// WithFlush sets how often Run persists the custody overlay (default
-// DefaultFlushEvery) and after how many recorded events it flushes early
+// WithFlush makes Run persist the custody overlay at a fixed interval,
+// every (instead of every DefaultFlushEvery once DefaultFlushMin events
+// wait, or DefaultFlushMax), and early after records recorded events
 // (default DefaultFlushRecords).
 func WithFlush(every time.Duration, records int) Option {
-	return func(o *options) { o.flushEvery, o.flushRecords = every, records }
+	return func(o *options) { o.flushEvery, o.flushRecords, o.flushMin, o.flushMax = every, records, 1, every }
 }
 
 // openTimeout is how long Open waits for another process's lock.
@@ -129,7 +138,7 @@ func (s *Store) openTimeout() time.Duration { return openTimeout }
 // Open opens or creates the allowlist file at path. The file is locked
 // while open: one process at a time.
 func Open(path string, opt ...Option) (*Store, error) {
-	o := options{traceRetention: 90 * 24 * time.Hour, flushEvery: DefaultFlushEvery, flushRecords: DefaultFlushRecords, maxFile: defaultMaxFile(), compactFree: DefaultCompactFree}
+	o := options{traceRetention: 90 * 24 * time.Hour, flushEvery: DefaultFlushEvery, flushRecords: DefaultFlushRecords, flushMin: DefaultFlushMin, flushMax: DefaultFlushMax, maxFile: defaultMaxFile(), compactFree: DefaultCompactFree}
 	for _, f := range opt {
 		f(&o)
 	}

@@ -247,21 +247,30 @@ func (s *Store) Checkpoint() uint64 {
 	return c
 }
 
-// Run persists the custody overlay every flush interval (or sooner when
-// many events arrive) and prunes trace records past retention, until ctx
-// ends; it flushes once more before returning. It returns nil on ctx end.
+// Run persists the custody overlay and prunes trace records past
+// retention, until ctx ends; it flushes once more before returning. It
+// flushes at a flush interval when enough events wait (DefaultFlushMin) or
+// the last flush is old enough (DefaultFlushMax), and at once when many
+// arrive (DefaultFlushRecords); see WithFlush. It returns nil on ctx end.
 func (s *Store) Run(ctx context.Context) error {
 	tick := time.NewTicker(s.opts.flushEvery)
 	defer tick.Stop()
 	prune := time.NewTicker(time.Hour)
 	defer prune.Stop()
 	s.pruneTrace(time.Now())
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			s.Flush()
 			return nil
 		case <-tick.C:
+			s.ov.mu.RLock()
+			waiting := s.ov.pending
+			s.ov.mu.RUnlock()
+			if waiting < s.opts.flushMin && time.Since(last) < s.opts.flushMax {
+				continue
+			}
 		case <-s.ov.kick:
 		case now := <-prune.C:
 			s.pruneTrace(now)
@@ -270,6 +279,7 @@ func (s *Store) Run(ctx context.Context) error {
 			// Memory still holds the changes; the next flush retries.
 			continue
 		}
+		last = time.Now()
 	}
 }
 

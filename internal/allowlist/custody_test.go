@@ -152,3 +152,52 @@ func TestRunFlushesAndPrunesTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// At a quiet door Run does not flush a handful of events at every tick: it
+// waits until flushMin wait, or flushMax has passed since the last flush.
+func TestRunBatchesQuietFlushes(t *testing.T) {
+	const most = 4 * time.Second
+	s, err := Open(filepath.Join(t.TempDir(), "allowlist.db"), func(o *options) {
+		o.flushEvery, o.flushMin, o.flushMax = 10*time.Millisecond, 5, most
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := testContext(t)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	quiet := func(seq uint64) dock.CustodyEvent {
+		return dock.CustodyEvent{Seq: seq, Time: time.Now(), Lot: "Q", Direction: dock.Receiving, Decision: dock.Decision{Verdict: dock.Reject, Reason: dock.ReasonUnknownGTIN}}
+	}
+	waitCheckpoint := func(want uint64, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for s.Checkpoint() != want {
+			if time.Since(start) > within {
+				t.Fatalf("checkpoint %d after %v, want %d", s.Checkpoint(), within, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	for seq := uint64(1); seq <= 3; seq++ {
+		s.Record(quiet(seq))
+	}
+	time.Sleep(200 * time.Millisecond) // 20 ticks
+	if c := s.Checkpoint(); c != 0 {
+		t.Fatalf("3 events (fewer than 5) flushed within 20 ticks: checkpoint %d", c)
+	}
+	s.Record(quiet(4))
+	s.Record(quiet(5))
+	waitCheckpoint(5, most/2) // the fifth makes the next tick flush
+	s.Record(quiet(6))
+	took := waitCheckpoint(6, 3*most) // alone: only once flushMax passed
+	if took < most/2 {
+		t.Fatalf("a lone event was flushed after %v, before flushMax %v", took, most)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
