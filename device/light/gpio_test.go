@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -119,24 +118,13 @@ func TestOpenGPIOPermissionDenied(t *testing.T) {
 	}
 }
 
-// syncBuf is a concurrency-safe log sink.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+// syncBuf is the shared concurrency-safe log sink, read as JSON lines.
+type syncBuf struct{ testkit.LogBuffer }
 
 func (s *syncBuf) lines(t *testing.T) []map[string]any {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for _, ln := range bytes.Split(bytes.TrimSpace(s.b.Bytes()), []byte("\n")) {
+	for _, ln := range bytes.Split(bytes.TrimSpace(s.Bytes()), []byte("\n")) {
 		if len(ln) == 0 {
 			continue
 		}

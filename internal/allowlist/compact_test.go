@@ -15,6 +15,7 @@ import (
 
 	"github.com/dockd/dockd/internal/custody"
 	"github.com/dockd/dockd/internal/dock"
+	"github.com/dockd/dockd/internal/testkit"
 )
 
 const compactGTIN = "09506000134352"
@@ -200,24 +201,6 @@ func TestCompactIfWorthLeavesATightFile(t *testing.T) {
 	}
 }
 
-// syncBuf is a log sink safe for the updater's goroutine and the test's.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *syncBuf) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuf) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // A full replacement sent down over MQTT is followed by a compaction on the
 // updater's goroutine, after the applied ack went out: the file is back
 // near its live size without a restart, and the new list is in force.
@@ -228,7 +211,7 @@ func TestUpdaterCompactsAfterReplacement(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	var logs syncBuf
+	var logs testkit.LogBuffer
 	acks := make(chan Ack, 256)
 	u := NewUpdater(s, func(a Ack) { acks <- a }, slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx, cancel := testContext(t)
