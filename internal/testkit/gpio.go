@@ -363,13 +363,23 @@ func (p *RecordingPin) WaitEdges(t testing.TB, n int, timeout time.Duration) []E
 	return p.Edges()
 }
 
-// WaitArmed waits until In has enabled edge detection, so that edges from
-// Set are not discarded by a later In; it fails the test after timeout.
+// WaitArmed waits until In has enabled edge detection and a watcher is
+// blocked in WaitForEdge, so that edges from Set are neither discarded by a
+// later In nor taken for the level the watcher reads at its start (a
+// watcher reads it after In, before it first waits for an edge; a Set in
+// between would be no change to it). It fails the test after timeout.
 func (p *RecordingPin) WaitArmed(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	if !p.waitFor(timeout, func() bool { return p.armed }) {
-		t.Fatalf("pin %s: In() with edge detection not called within %v", p.name, timeout)
+	if !p.waitFor(timeout, func() bool { return p.armed && p.waiting > 0 }) {
+		t.Fatalf("pin %s: In() with edge detection and a WaitForEdge not called within %v (armed %v)", p.name, timeout, p.Armed())
 	}
+}
+
+// Armed reports whether In enabled edge detection.
+func (p *RecordingPin) Armed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.armed
 }
 
 // WaitIdle waits until a watcher of this input is idle: every queued edge
