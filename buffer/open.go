@@ -319,15 +319,7 @@ func scan(tx *bolt.Tx) (state, uint64, error) {
 		if first != nil && binary.BigEndian.Uint64(first) < rb.first {
 			return st, 0, corruptf("segment %d holds the older record %d", rb.first, binary.BigEndian.Uint64(first))
 		}
-		// Appends go on in the newest segment.
-		st.segFirst, st.segBytes = rb.first, 0
-		err := rb.b.ForEach(func(k, v []byte) error {
-			st.segBytes += elemOverhead + len(v)
-			return nil
-		})
-		if err != nil {
-			return st, 0, corruption{err}
-		}
+		st.segFirst = rb.first // appends go on in the newest segment
 	}
 	c := newRecordCursor(tx)
 	for k, v := c.first(); k != nil; k, v = c.next() {
@@ -342,6 +334,9 @@ func scan(tx *bolt.Tx) (state, uint64, error) {
 			firstSeq = seq
 		}
 		prev = append(prev[:0], k...)
+		if st.segFirst != 0 && seq >= st.segFirst {
+			st.segBytes += elemOverhead + len(v)
+		}
 		if seq <= delivered {
 			continue // delivered, kept in the file (Options.Retain)
 		}

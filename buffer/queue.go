@@ -700,10 +700,11 @@ func (q *Queue) commit(batch []*request, results []result, force bool) int {
 			}
 			deleted = true
 		}
-		// A mark still not written: what Stats counts meanwhile, carried on
-		// from the last such figure while nothing was appended since.
+		// A mark still not written (so nothing was appended: an append
+		// writes it): what Stats counts meanwhile, carried on from the last
+		// such figure while no commit has written a mark since.
 		if pendingAck > ns.lastAck {
-			if appended > 0 || delivered.lastAck <= ns.lastAck || delivered.lastAck > pendingAck {
+			if delivered.lastAck <= ns.lastAck || delivered.lastAck > pendingAck {
 				delivered = ns
 			}
 			if err := q.markDelivered(tx, &delivered, pendingAck, now); err != nil {

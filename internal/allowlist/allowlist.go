@@ -133,7 +133,11 @@ func WithFlush(every time.Duration, records int) Option {
 // openTimeout is how long Open waits for another process's lock.
 const openTimeout = 2 * time.Second
 
-func (s *Store) openTimeout() time.Duration { return openTimeout }
+// openFile opens or creates a bbolt file the way the Store keeps
+// allowlist.db (also a compaction's copy, which becomes it).
+func openFile(path string) (*bolt.DB, error) {
+	return bolt.Open(path, 0o640, &bolt.Options{Timeout: openTimeout, FreelistType: bolt.FreelistMapType})
+}
 
 // Open opens or creates the allowlist file at path. The file is locked
 // while open: one process at a time.
@@ -143,7 +147,7 @@ func Open(path string, opt ...Option) (*Store, error) {
 		f(&o)
 	}
 	o.limits.defaults(path)
-	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: openTimeout, FreelistType: bolt.FreelistMapType})
+	db, err := openFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening allowlist %s: %w", path, err)
 	}

@@ -87,9 +87,7 @@ func (s *Store) Use() FileUse {
 	if fi, err := os.Stat(s.path); err == nil {
 		u.FileBytes = fi.Size()
 	}
-	var hwm int64
-	s.view(func(tx *bolt.Tx) error { hwm = tx.Size(); return nil })
-	u.FreeBytes = int64(s.db.Load().Stats().FreeAlloc) + max(u.FileBytes-hwm, 0)
+	u.FreeBytes = int64(s.db.Load().Stats().FreeAlloc) + max(u.FileBytes-s.fileSize(), 0)
 	return u
 }
 
@@ -136,7 +134,7 @@ func (s *Store) compact(ctx context.Context, yield bool) (before, after int64, e
 	}
 	tmp := s.path + ".compact"
 	os.Remove(tmp)
-	dst, err := bolt.Open(tmp, 0o640, &bolt.Options{Timeout: s.openTimeout(), FreelistType: bolt.FreelistMapType})
+	dst, err := openFile(tmp)
 	if err != nil {
 		return before, before, fmt.Errorf("compacting %s: creating %s: %w", s.path, tmp, err)
 	}
@@ -160,10 +158,7 @@ func (s *Store) compact(ctx context.Context, yield bool) (before, after int64, e
 	if err := copyDB(dst, s.db.Load(), stop); err != nil {
 		return fail(fmt.Errorf("compacting %s: %w", s.path, err))
 	}
-	if err := dst.Sync(); err != nil {
-		return fail(fmt.Errorf("compacting %s: syncing %s: %w", s.path, tmp, err))
-	}
-	// The copy stays open and becomes the Store's file: no reopen that could
+	// copyDB's commits were fsync'd. The copy stays open and becomes the Store's file: no reopen that could
 	// fail after the old file is gone. Look-ups go on reading the old file
 	// (same data: no writer runs) until the pointer moves; Close waits for
 	// those still reading it.

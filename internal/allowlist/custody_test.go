@@ -119,15 +119,29 @@ func TestRecordUpdatesCustodyAtOnce(t *testing.T) {
 	}
 }
 
+// runStore runs s.Run in the background; stop ends it and fails the test
+// if Run returned an error.
+func runStore(t *testing.T, s *Store) (stop func()) {
+	t.Helper()
+	ctx, cancel := testContext(t)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	return func() {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestRunFlushesAndPrunesTrace(t *testing.T) {
 	s, err := Open(filepath.Join(t.TempDir(), "allowlist.db"), WithFlush(10*time.Millisecond, 1000), WithTraceRetention(24*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	ctx, cancel := testContext(t)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	stop := runStore(t, s)
 	old := dock.CustodyEvent{Seq: 1, Time: time.Now().Add(-48 * time.Hour), Lot: "OLD", Direction: dock.Receiving, Decision: dock.Decision{Verdict: dock.Reject, Reason: dock.ReasonUnknownGTIN}}
 	s.Record(old)
 	s.Record(dock.CustodyEvent{Seq: 2, Time: time.Now(), Lot: "NEW", Direction: dock.Receiving, Decision: dock.Decision{Verdict: dock.Reject, Reason: dock.ReasonUnknownGTIN}})
@@ -147,10 +161,7 @@ func TestRunFlushesAndPrunesTrace(t *testing.T) {
 	if tr, _ := s.Trace(TraceQuery{Lot: "NEW"}); len(tr) != 1 {
 		t.Fatalf("new trace: %+v", tr)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }
 
 // At a quiet door Run does not flush a handful of events at every tick: it
@@ -164,9 +175,7 @@ func TestRunBatchesQuietFlushes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	ctx, cancel := testContext(t)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	stop := runStore(t, s)
 	quiet := func(seq uint64) dock.CustodyEvent {
 		return dock.CustodyEvent{Seq: seq, Time: time.Now(), Lot: "Q", Direction: dock.Receiving, Decision: dock.Decision{Verdict: dock.Reject, Reason: dock.ReasonUnknownGTIN}}
 	}
@@ -196,8 +205,5 @@ func TestRunBatchesQuietFlushes(t *testing.T) {
 	if took < most/2 {
 		t.Fatalf("a lone event was flushed after %v, before flushMax %v", took, most)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }
